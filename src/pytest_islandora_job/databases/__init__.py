@@ -1,0 +1,1 @@
+"""The persistent queue's database: MariaDB/MySQL, PostgreSQL or SQLite."""
