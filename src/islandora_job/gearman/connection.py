@@ -1,6 +1,223 @@
 """One blocking TCP connection to a gearmand (TCP_NODELAY, connect/read timeouts).
 
-CONTRACT: class Connection(host, port, connect_timeout, read_timeout): send(packet bytes),
-read_packet(timeout=None) -> Packet, fileno(), close(); raises ConnectionError subclasses
-(ServerUnavailable) on refused/closed/reset, socket.timeout subclasses on timeouts.
+The connection owns a socket and a decoder (binary packets by default, or the admin text
+decoder); it sends bytes and hands out decoded items one at a time.
 """
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import deque
+from typing import Any, Protocol
+
+from .protocol import Magic, PacketDecoder
+
+__all__ = ["DEFAULT_PORT", "Connection", "ServerUnavailable", "parse_address"]
+
+DEFAULT_PORT = 4730
+_RECV_SIZE = 256 * 1024
+# Lets a selector loop read a blocking socket without ever waiting in recv().
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+class ServerUnavailable(ConnectionError):
+    """gearmand cannot be reached, refused the connection, or closed or reset it."""
+
+
+class Decoder(Protocol):
+    """What a connection needs from a decoder: bytes in, decoded items out."""
+
+    def feed(self, data: bytes | memoryview) -> list[Any]: ...
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """Split ``"host:port"`` (``"[v6]:port"`` for IPv6; port defaults to 4730).
+
+    Raises ValueError on an empty host or a port that is not a number from 1 to 65535.
+    """
+    text = address.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad server address {address!r}; write [v6addr]:port")
+        port_text = rest[1:]
+    elif text.count(":") > 1:
+        host, port_text = text, ""
+    else:
+        host, _, port_text = text.partition(":")
+    if not host:
+        raise ValueError(f"server address {address!r} has no host; write host:port")
+    if not port_text:
+        return host, DEFAULT_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"server address {address!r} has a bad port {port_text!r}; use 1-65535")
+    return host, int(port_text)
+
+
+class Connection:
+    """A blocking connection to one gearmand.
+
+    Raises ServerUnavailable when the server cannot be reached (refused, unreachable,
+    connect timeout) or when it closes or resets the connection later; TimeoutError (which
+    is ``socket.timeout``) when a read outlasts its timeout; ProtocolError (from the decoder)
+    on malformed bytes.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int = DEFAULT_PORT,
+        connect_timeout: float | None = 5.0,
+        read_timeout: float | None = None,
+        decoder: Decoder | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.address = self.format_address(host, port)
+        self.read_timeout = read_timeout
+        self.decoder: Decoder = decoder if decoder is not None else PacketDecoder(Magic.RES)
+        self._pending: deque[Any] = deque()
+        # One receive buffer per connection: no allocation per read on the hot path.
+        self._recv_buffer = bytearray(_RECV_SIZE)
+        self._recv_view = memoryview(self._recv_buffer)
+        try:
+            sock = socket.create_connection((host, port), timeout=connect_timeout)
+        except OSError as exc:
+            raise ServerUnavailable(
+                f"cannot connect to gearmand at {self.address}: {exc}; "
+                "check that it runs and listens there"
+            ) from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(read_timeout)
+        self._sock: socket.socket | None = sock
+        self._timeout = read_timeout
+
+    @staticmethod
+    def format_address(host: str, port: int) -> str:
+        """``host:port`` (``[host]:port`` for an IPv6 address), the inverse of parse_address."""
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def __repr__(self) -> str:
+        state = "open" if self._sock is not None else "closed"
+        return f"<Connection {self.address} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (explicitly or after a failure)."""
+        return self._sock is None
+
+    def fileno(self) -> int:
+        """The socket's file descriptor (for selectors); -1 once closed."""
+        return self._sock.fileno() if self._sock is not None else -1
+
+    def send(self, data: bytes) -> None:
+        """Send all bytes. Raises ServerUnavailable when the connection is closed or broken."""
+        sock = self._sock
+        if sock is None:
+            raise ServerUnavailable(f"connection to gearmand at {self.address} is closed")
+        try:
+            sock.sendall(data)
+        except OSError as exc:
+            self.close()
+            raise ServerUnavailable(
+                f"lost the connection to gearmand at {self.address}: {exc}"
+            ) from exc
+
+    def has_pending(self) -> bool:
+        """True when decoded items wait in the buffer (no socket read needed)."""
+        return bool(self._pending)
+
+    def read_packet(self, timeout: float | None = -1.0) -> Any:
+        """Return the next decoded item, reading from the socket as needed.
+
+        ``timeout`` bounds the whole call (None waits forever; the default uses the
+        connection's read timeout). Raises TimeoutError, ServerUnavailable or ProtocolError.
+        """
+        pending = self._pending
+        if pending:
+            return pending.popleft()
+        if timeout is not None and timeout < 0:
+            timeout = self.read_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not pending:
+            remaining = None
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._timed_out(timeout)
+            try:
+                self._fill(remaining)
+            except TimeoutError:
+                raise self._timed_out(timeout) from None
+        return pending.popleft()
+
+    def _timed_out(self, timeout: float | None) -> TimeoutError:
+        return TimeoutError(f"no reply from gearmand at {self.address} within {timeout:g} s")
+
+    def receive(self) -> list[Any]:
+        """Read what the socket holds now, without waiting (for selector loops), and return
+        every decoded item, buffered ones included.
+
+        Raises ServerUnavailable on a closed or reset connection, ProtocolError on bad bytes.
+        """
+        self._recv(_DONTWAIT)
+        items = list(self._pending)
+        self._pending.clear()
+        return items
+
+    def _fill(self, timeout: float | None) -> None:
+        if timeout != self._timeout and self._sock is not None:
+            self._sock.settimeout(timeout)
+            self._timeout = timeout
+        self._recv(0)
+
+    def _recv(self, flags: int) -> None:
+        sock = self._sock
+        if sock is None:
+            raise ServerUnavailable(f"connection to gearmand at {self.address} is closed")
+        try:
+            size = sock.recv_into(self._recv_buffer, _RECV_SIZE, flags)
+        except (BlockingIOError, TimeoutError):
+            if flags:
+                return
+            raise
+        except OSError as exc:
+            self.close()
+            raise ServerUnavailable(
+                f"lost the connection to gearmand at {self.address}: {exc}"
+            ) from exc
+        if not size:
+            self.close()
+            raise ServerUnavailable(f"gearmand at {self.address} closed the connection")
+        try:
+            self._pending.extend(self.decoder.feed(self._recv_view[:size]))
+        except Exception:
+            self.close()
+            raise
+
+    def close(self, linger: float = 0.0) -> None:
+        """Close the socket (idempotent).
+
+        With ``linger`` > 0, first half-close and wait up to that long for the server to
+        close its side, so that data just sent is received before the socket goes away.
+        """
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if linger > 0:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(linger)
+                deadline = time.monotonic() + linger
+                while time.monotonic() < deadline and sock.recv(_RECV_SIZE):
+                    pass
+            except OSError:
+                pass
+        sock.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,16 +1,368 @@
 """Gearman worker: CAN_DO / GRAB_JOB_UNIQ / PRE_SLEEP loop over several servers.
 
-CONTRACT:
-- class GearmanWorker(servers: Sequence[str], client_id: str | None = None)
-  - register(function: str, handler: Callable[[WorkerJob], bytes]) : CAN_DO on every server.
-  - work() : loop until request_stop(); reconnects to a lost server with capped exponential
-    backoff, never spinning. A handler's return value is sent as WORK_COMPLETE; a handler that
-    raises WorkFailure(data) sends WORK_EXCEPTION(data) (when data) then WORK_FAIL; any other
-    exception is turned into WorkFailure(repr) and the loop carries on.
-  - request_stop() : async-signal-safe; an idle worker returns from work() promptly, a busy
-    worker finishes the current job (its result reaches the server) first.
-  - registered_on() -> list of "host:port" where CAN_DO has been sent (for readiness).
-- class WorkerJob: handle, function, unique, data (bytes); send_data(b), send_status(n, d),
-  send_warning(b).
-- class WorkFailure(Exception): data: bytes | None.
+One connection per server, all watched by one selector together with a wake-up pipe, so
+that :meth:`GearmanWorker.request_stop` (safe to call from a signal handler) ends an idle
+wait at once while a running job still finishes and sends its result. A lost server is
+reconnected with capped exponential backoff while the other servers keep being served.
+
+A handler's failure is sent as WORK_EXCEPTION when it carries data, else as WORK_FAIL.
+gearmand 1.1 ends the job on WORK_EXCEPTION (forwarding WORK_FAIL to clients that did not
+ask for exceptions) and answers a WORK_FAIL sent after it with ERROR JOB_NOT_FOUND, so the
+worker never sends both.
 """
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import time
+from collections.abc import Callable, Sequence
+
+from .connection import Connection, ServerUnavailable, parse_address
+from .protocol import Packet, PacketType, ProtocolError, request
+
+__all__ = ["GearmanWorker", "WorkFailure", "WorkerJob"]
+
+log = logging.getLogger(__name__)
+
+_T = PacketType
+_GRAB = request(_T.GRAB_JOB_UNIQ)
+_PRE_SLEEP = request(_T.PRE_SLEEP)
+# Seconds to wait for gearmand to close its side after the worker's last result.
+_CLOSE_LINGER = 1.0
+
+
+class WorkFailure(Exception):
+    """Raise in a handler to fail the job; ``data`` (when given) reaches the client as the
+    WORK_EXCEPTION payload."""
+
+    def __init__(self, data: bytes | None = None) -> None:
+        super().__init__(data)
+        self.data = data
+
+
+class WorkerJob:
+    """A job handed to a handler: its handle, function, unique id and data (bytes).
+
+    The send_* methods report to the waiting client while the job runs; they raise
+    ServerUnavailable when the server is gone.
+    """
+
+    __slots__ = ("_conn", "_raw_handle", "data", "function", "handle", "unique")
+
+    def __init__(
+        self, conn: Connection, raw_handle: bytes, function: str, unique: str, data: bytes
+    ) -> None:
+        self._conn = conn
+        self._raw_handle = raw_handle
+        self.handle = raw_handle.decode("utf-8", "surrogateescape")
+        self.function = function
+        self.unique = unique
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"<WorkerJob {self.function!r} {self.handle} {len(self.data)} bytes>"
+
+    def send_data(self, data: bytes) -> None:
+        """Send a piece of partial result (WORK_DATA)."""
+        self._conn.send(request(_T.WORK_DATA, self._raw_handle, bytes(data)))
+
+    def send_warning(self, data: bytes) -> None:
+        """Send a warning (WORK_WARNING)."""
+        self._conn.send(request(_T.WORK_WARNING, self._raw_handle, bytes(data)))
+
+    def send_status(self, numerator: int, denominator: int) -> None:
+        """Report progress, ``numerator`` of ``denominator`` (WORK_STATUS)."""
+        self._conn.send(
+            request(
+                _T.WORK_STATUS,
+                self._raw_handle,
+                str(int(numerator)).encode(),
+                str(int(denominator)).encode(),
+            )
+        )
+
+
+Handler = Callable[[WorkerJob], bytes]
+
+
+class _Server:
+    """One server of the worker: its connection (None while away) and backoff state."""
+
+    __slots__ = ("address", "conn", "delay", "host", "port", "ready", "retry_at", "sleeping")
+
+    def __init__(self, host: str, port: int, delay: float) -> None:
+        self.host = host
+        self.port = port
+        self.address = Connection.format_address(host, port)
+        self.conn: Connection | None = None
+        self.delay = delay
+        self.retry_at = 0.0
+        self.sleeping = False
+        # True once gearmand answered after our CAN_DOs, i.e. it has registered them.
+        self.ready = False
+
+
+class GearmanWorker:
+    """Run handlers for jobs from one or more gearmand servers ("host:port").
+
+    ``client_id`` is sent with SET_CLIENT_ID (it shows in the admin ``workers`` list).
+    Handlers run one at a time in the thread that calls :meth:`work`.
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[str],
+        client_id: str | None = None,
+        *,
+        connect_timeout: float = 2.0,
+        backoff_start: float = 0.05,
+        backoff_max: float = 2.0,
+    ) -> None:
+        if isinstance(servers, str):
+            servers = [servers]
+        if not servers:
+            raise ValueError("no gearmand servers given; pass a list of 'host:port' strings")
+        if client_id is not None and (not client_id or any(c.isspace() for c in client_id)):
+            raise ValueError(
+                f"client id {client_id!r} is empty or holds whitespace; gearmand's admin "
+                "'workers' list separates fields by spaces"
+            )
+        self.client_id = client_id
+        self.connect_timeout = connect_timeout
+        self.backoff_start = backoff_start
+        self.backoff_max = backoff_max
+        self._servers = [_Server(*parse_address(s), backoff_start) for s in servers]
+        self._handlers: dict[bytes, tuple[str, Handler]] = {}
+        self._stop = False
+        self._selector: selectors.BaseSelector | None = None
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+
+    def __repr__(self) -> str:
+        return f"<GearmanWorker {[s.address for s in self._servers]} {self.functions()}>"
+
+    def __enter__(self) -> GearmanWorker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def functions(self) -> list[str]:
+        """The registered function names."""
+        return [name for name, _ in self._handlers.values()]
+
+    def register(self, function: str, handler: Handler) -> None:
+        """Run ``handler`` for jobs of ``function`` (CAN_DO on every connected server).
+
+        Raises ValueError on an empty function name or one holding NUL.
+        """
+        if not function or "\0" in function:
+            raise ValueError(
+                f"function name {function!r} is empty or contains a NUL byte; Gearman "
+                "function names must be non-empty and NUL-free"
+            )
+        raw = function.encode("utf-8", "surrogateescape")
+        self._handlers[raw] = (function, handler)
+        for server in self._servers:
+            if server.conn is not None:
+                try:
+                    server.conn.send(request(_T.CAN_DO, raw))
+                except ServerUnavailable as exc:
+                    self._lost(server, exc)
+
+    def registered_on(self) -> list[str]:
+        """Addresses of the servers that have acknowledged this worker's functions."""
+        return [s.address for s in self._servers if s.ready and s.conn is not None]
+
+    def request_stop(self) -> None:
+        """Make :meth:`work` return: at once when idle, after the current job otherwise.
+
+        Only sets a flag and writes one byte to a pipe, so a signal handler may call it.
+        """
+        self._stop = True
+        # OSError: the pipe is full (a wake-up is pending anyway) or closed by close().
+        with contextlib.suppress(OSError):
+            os.write(self._wake_write, b"\0")
+
+    def close(self) -> None:
+        """Close the connections and the wake-up pipe. Idempotent."""
+        self._disconnect_all()
+        for fd in (self._wake_read, self._wake_write):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_read = self._wake_write = -1
+
+    def work(self) -> None:
+        """Serve jobs until :meth:`request_stop`; then close the connections and return.
+
+        Raises RuntimeError when no function is registered or the worker was closed.
+        """
+        if not self._handlers:
+            raise RuntimeError("register at least one function before calling work()")
+        if self._wake_read < 0:
+            raise RuntimeError("this worker is closed; create a new one")
+        selector = selectors.DefaultSelector()
+        self._selector = selector
+        selector.register(self._wake_read, selectors.EVENT_READ, None)
+        try:
+            for server in self._servers:
+                self._connect(server)
+            while not self._stop:
+                events = selector.select(self._retry_timeout())
+                for key, _ in events:
+                    if self._stop:
+                        break
+                    if key.data is None:
+                        self._drain_wakeups()
+                    else:
+                        self._service(key.data)
+                self._retry_due()
+        finally:
+            self._disconnect_all()
+            self._selector = None
+            selector.close()
+
+    # -- connections ------------------------------------------------------------------
+
+    def _connect(self, server: _Server) -> None:
+        try:
+            conn = Connection(server.host, server.port, self.connect_timeout, None)
+        except ServerUnavailable as exc:
+            self._schedule_retry(server, exc)
+            return
+        hello = []
+        if self.client_id is not None:
+            hello.append(request(_T.SET_CLIENT_ID, self.client_id.encode("utf-8")))
+        hello.extend(request(_T.CAN_DO, raw) for raw in self._handlers)
+        hello.append(_GRAB)
+        try:
+            conn.send(b"".join(hello))
+        except ServerUnavailable as exc:
+            self._schedule_retry(server, exc)
+            return
+        server.conn = conn
+        server.sleeping = False
+        server.ready = False
+        assert self._selector is not None
+        self._selector.register(conn, selectors.EVENT_READ, server)
+        log.debug("connected to gearmand at %s", server.address)
+
+    def _lost(self, server: _Server, exc: BaseException) -> None:
+        conn, server.conn = server.conn, None
+        server.ready = False
+        if conn is not None:
+            if self._selector is not None:
+                self._selector.unregister(conn)
+            conn.close()
+        self._schedule_retry(server, exc)
+
+    def _schedule_retry(self, server: _Server, exc: BaseException) -> None:
+        server.retry_at = time.monotonic() + server.delay
+        log.warning(
+            "gearmand at %s unavailable (%s); retry in %.2f s", server.address, exc, server.delay
+        )
+        server.delay = min(server.delay * 2, self.backoff_max)
+
+    def _retry_timeout(self) -> float | None:
+        waits = [s.retry_at for s in self._servers if s.conn is None]
+        if not waits:
+            return None
+        return max(min(waits) - time.monotonic(), 0.0)
+
+    def _retry_due(self) -> None:
+        now = time.monotonic()
+        for server in self._servers:
+            if server.conn is None and server.retry_at <= now and not self._stop:
+                self._connect(server)
+
+    def _disconnect_all(self) -> None:
+        for server in self._servers:
+            conn, server.conn = server.conn, None
+            server.ready = False
+            if conn is not None:
+                if self._selector is not None:
+                    self._selector.unregister(conn)
+                # Half-close and wait for gearmand to close: the last result sent is
+                # then surely read by the server before the socket goes away.
+                conn.close(linger=_CLOSE_LINGER)
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self._wake_read, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    # -- packets ----------------------------------------------------------------------
+
+    def _service(self, server: _Server) -> None:
+        conn = server.conn
+        if conn is None:
+            return
+        try:
+            for packet in conn.receive():
+                self._handle(server, conn, packet)
+                if self._stop or server.conn is None:
+                    return
+        except (ServerUnavailable, ProtocolError) as exc:
+            self._lost(server, exc)
+
+    def _handle(self, server: _Server, conn: Connection, packet: Packet) -> None:
+        kind = packet.type
+        if kind is _T.JOB_ASSIGN_UNIQ:
+            self._confirmed(server)
+            reply = self._run(conn, packet)
+            server.sleeping = False
+            conn.send(reply if self._stop else reply + _GRAB)
+        elif kind is _T.NO_JOB:
+            self._confirmed(server)
+            server.sleeping = True
+            conn.send(_PRE_SLEEP)
+        elif kind is _T.NOOP:
+            if server.sleeping:
+                server.sleeping = False
+                conn.send(_GRAB)
+        elif kind is _T.ERROR:
+            log.warning(
+                "gearmand at %s reported %s: %s",
+                server.address,
+                packet.args[0].decode("utf-8", "replace"),
+                packet.args[1].decode("utf-8", "replace"),
+            )
+        else:
+            raise ProtocolError(f"unexpected {kind.name} from gearmand at {server.address}")
+
+    def _confirmed(self, server: _Server) -> None:
+        if not server.ready:
+            server.ready = True
+            server.delay = self.backoff_start
+
+    def _run(self, conn: Connection, packet: Packet) -> bytes:
+        """Run the job's handler and return the packet that reports its outcome."""
+        raw_handle, raw_function, raw_unique, data = packet.args
+        entry = self._handlers.get(raw_function)
+        function = entry[0] if entry else raw_function.decode("utf-8", "surrogateescape")
+        job = WorkerJob(
+            conn, raw_handle, function, raw_unique.decode("utf-8", "surrogateescape"), data
+        )
+        try:
+            if entry is None:
+                raise WorkFailure(f"no handler registered for function {function!r}".encode())
+            result = entry[1](job)
+            if not isinstance(result, bytes | bytearray | memoryview):
+                raise WorkFailure(
+                    f"handler for {function!r} returned {type(result).__name__}, "
+                    "expected bytes".encode()
+                )
+            return request(_T.WORK_COMPLETE, raw_handle, bytes(result))
+        except WorkFailure as failure:
+            if failure.data:
+                return request(_T.WORK_EXCEPTION, raw_handle, bytes(failure.data))
+            return request(_T.WORK_FAIL, raw_handle)
+        except Exception as exc:
+            log.exception("job %s (%s) raised", job.handle, function)
+            return request(_T.WORK_EXCEPTION, raw_handle, repr(exc).encode("utf-8", "replace"))

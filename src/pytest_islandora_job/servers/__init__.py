@@ -1,1 +1,40 @@
 """How a gearmand comes to life: a local process, a Docker container, or an external server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_islandora_job.config import ServerSettings
+from pytest_islandora_job.servers.base import GearmanServer, ServerStartError
+
+__all__ = ["GearmanServer", "ServerStartError", "make_servers"]
+
+
+def make_servers(settings: ServerSettings, workdir: Path, count: int = 1) -> list[GearmanServer]:
+    """Build (not start) the gearmand handles the settings ask for.
+
+    The external backend gives one handle per address in settings.servers; the others give
+    `count` servers, each with its own queue database when the queue is persistent.
+    """
+    if settings.backend == "external":
+        from pytest_islandora_job.servers.external import ExternalGearmanServer
+
+        return [ExternalGearmanServer(settings, address) for address in settings.servers]
+    if settings.backend == "docker":
+        from pytest_islandora_job.servers.docker import DockerGearmanServer
+
+        return [DockerGearmanServer(settings, workdir / f"gearmand-{i}") for i in range(count)]
+    from pytest_islandora_job.servers.process import ProcessGearmanServer
+
+    return [
+        ProcessGearmanServer(settings, workdir / f"gearmand-{i}", _database(settings, workdir, i))
+        for i in range(count)
+    ]
+
+
+def _database(settings: ServerSettings, workdir: Path, index: int):  # -> QueueDatabase | None
+    if settings.queue == "builtin":
+        return None
+    from pytest_islandora_job.databases import make_database
+
+    return make_database(settings, workdir / f"queue-{index}")

@@ -1,24 +1,129 @@
-"""What every gearmand handle offers, whatever the backend that runs it.
+"""What every gearmand handle offers, whatever the backend that runs it."""
 
-CONTRACT for backends (process.py, docker.py, external.py):
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from islandora_job.gearman.admin import FunctionStatus, GearmanAdmin
+from islandora_job.gearman.connection import ServerUnavailable
+
+if TYPE_CHECKING:
+    from pytest_islandora_job.config import ServerSettings
+    from pytest_islandora_job.databases.base import PersistedJob, QueueDatabase
+
+
+class ServerStartError(RuntimeError):
+    """gearmand (or its queue database) did not become ready; the message has the log tail."""
+
+
+def tail(path: Path | None, lines: int = 40) -> str:
+    """The last lines of a log file, or a note that there is none."""
+    if path is None or not path.exists():
+        return f"(no log at {path})"
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join(text[-lines:]) or "(log is empty)"
+
 
 class GearmanServer(abc.ABC):
-    backend: str                 # "process" | "docker" | "external"
-    host: str                    # address clients use ("127.0.0.1")
+    """A gearmand the fixtures manage (or, for the external backend, only talk to)."""
+
+    backend: str
+    host: str
     port: int
-    queue: str                   # "builtin" | "mysql" | "postgres" | "sqlite"
-    log_path: Path | None        # gearmand's log file on this machine
-    database: QueueDatabase | None   # the persistent queue's store (databases/base.py)
-    address -> "host:port"       # property
-    version -> str               # admin `version`, cached after start
-    start() -> None              # blocks until admin `version` answers; raises ServerStartError
-                                 # (message carries the log tail) when the child exits early
-    stop() -> None               # SIGTERM, wait, SIGKILL after a grace period; idempotent
-    kill() -> None               # SIGKILL, wait until gone
-    restart() -> None            # start again: same port, same flags, same queue
-    status() -> list[FunctionStatus]   # admin `status`
-    log_tail(lines: int = 40) -> str
-    # persistent servers (database is not None) also:
-    persisted_jobs() -> list[PersistedJob]; persisted_counts() -> dict[str, int]
-    clear_queue(function: str | None = None) -> int
-"""
+    log_path: Path | None = None
+    database: QueueDatabase | None = None
+
+    def __init__(self, settings: ServerSettings, database: QueueDatabase | None = None) -> None:
+        self.settings = settings
+        self.database = database
+        self.queue = settings.queue
+        self._version: str | None = None
+
+    @property
+    def address(self) -> str:
+        """"host:port" as clients and workers take it."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def version(self) -> str:
+        """gearmand's version, from the admin `version` command."""
+        if self._version is None:
+            with GearmanAdmin(self.address) as admin:
+                self._version = admin.version()
+        return self._version
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Start gearmand; return when it answers admin `version`. Raises ServerStartError."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop gearmand (SIGTERM, then SIGKILL after a grace period); idempotent."""
+
+    @abc.abstractmethod
+    def kill(self) -> None:
+        """SIGKILL gearmand, as a crash would, and wait until it is gone."""
+
+    def restart(self) -> None:
+        """Start gearmand again on the same port with the same flags and queue."""
+        self.stop()
+        self.start()
+
+    def status(self) -> list[FunctionStatus]:
+        """Per function: jobs queued, running, and workers (admin `status`)."""
+        with GearmanAdmin(self.address) as admin:
+            return admin.status()
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of gearmand's log."""
+        return tail(self.log_path, lines)
+
+    def persisted_jobs(self) -> list[PersistedJob]:
+        """Rows of the persistent queue table. Raises TypeError on an in-memory server."""
+        return self._require_database().rows()
+
+    def persisted_counts(self) -> dict[str, int]:
+        """Jobs left per function in the persistent queue table."""
+        return self._require_database().counts()
+
+    def clear_queue(self, function: str | None = None) -> int:
+        """Forget the queued jobs of one function (or all): in gearmand and in its table."""
+        from islandora_job.queue import clear
+
+        return clear([self.address], function)
+
+    def _require_database(self) -> QueueDatabase:
+        if self.database is None:
+            raise TypeError(
+                f"the {self.queue!r} queue keeps no table; use a persistent queue "
+                "(--gearman-queue=mysql|postgres|sqlite or persistent_gearman_server)"
+            )
+        return self.database
+
+    def wait_ready(self, timeout: float, alive: Callable[[], bool]) -> None:
+        """Poll admin `version` until it answers; raises ServerStartError if the child dies."""
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            if not alive():
+                raise ServerStartError(
+                    f"gearmand ({self.backend}) exited during start-up on {self.address}; "
+                    f"log tail:\n{self.log_tail()}"
+                )
+            try:
+                with GearmanAdmin(self.address, timeout=1.0) as admin:
+                    self._version = admin.version()
+                return
+            except (ServerUnavailable, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"gearmand ({self.backend}) did not answer admin `version` on {self.address} "
+                    f"within {timeout:g}s; log tail:\n{self.log_tail()}"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.05)

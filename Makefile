@@ -1,0 +1,58 @@
+# One entry point for a fresh machine: `make demo`, `make test`, `make bench`.
+# System packages come from apt (root, or sudo when available); Python ones go to .venv.
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+APT_PACKAGES := gearman-job-server gearman-tools mariadb-server mariadb-client postgresql-15
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?= -n 2
+
+.PHONY: help system-deps venv venv-test demo test bench lint clean
+
+help:
+	@echo "make demo   install what is missing, then run a job end to end through a real gearmand"
+	@echo "make test   install what is missing (with test extras), then run the whole suite"
+	@echo "make bench  run the benchmarks (after make test's set-up) and print the table"
+	@echo "make lint   ruff check and format check"
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[bench]' -e examples/derivatives
+	touch $@
+
+venv: $(VENV)/.installed
+venv-test: $(VENV)/.installed-test
+
+demo: system-deps venv
+	$(PY) -m pip install -q -e examples/derivatives
+	$(PY) examples/demo.py
+	$(VENV)/bin/pytest -q -p no:cacheprovider -c examples/derivatives/pyproject.toml examples/derivatives/tests
+
+test: system-deps venv-test
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: system-deps venv-test
+	$(PY) -m benchmarks
+
+lint: venv-test
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache bench-results.json

@@ -1,0 +1,1 @@
+"""Example job code: derivatives of repository objects, made by Gearman workers."""

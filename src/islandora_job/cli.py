@@ -1,0 +1,296 @@
+"""The `islandora-job` command: submit jobs, run and manage workers, look at queues.
+
+Each subcommand is a `Command` in `COMMANDS`: a name, a help line, a function adding its
+arguments and a function running it (returning the exit status). Exit status: 0 success,
+1 failure (one line on stderr, no traceback), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from islandora_job import api, workers
+from islandora_job.config import ENV_MODULES, ENV_SERVERS, configure, restore, settings
+from islandora_job.gearman.admin import AdminError, GearmanAdmin
+from islandora_job.gearman.client import ServerError
+from islandora_job.gearman.protocol import ProtocolError
+from islandora_job.registry import RegistryError, UnknownJob, load_registry
+
+PROG = "islandora-job"
+
+# Failures a user can fix: reported in one line, exit status 1.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    api.JobFailed,
+    RegistryError,
+    UnknownJob,
+    workers.PidfileError,
+    workers.WorkerRunning,
+    workers.WorkerStartError,
+    ServerError,
+    AdminError,
+    ProtocolError,
+    ValueError,
+    TypeError,
+    OSError,  # includes JobTimeout, ServerUnavailable, a missing file
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One subcommand: `add_arguments(parser)` declares its arguments, `run(args)` runs it
+    and returns the exit status."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _json_value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a JSON value: quote text as JSON, e.g. '\"{text}\"'"
+        ) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, ensure_ascii=False))
+
+
+def _table(rows: Sequence[Sequence[object]]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
+
+
+# -- submit ------------------------------------------------------------------------------
+
+
+def _submit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", help="the job name")
+    parser.add_argument(
+        "args",
+        nargs="*",
+        type=_json_value,
+        metavar="ARG",
+        help='an argument as a JSON value: 3, "text" (quoted), [1, 2], {"a": 1}',
+    )
+    parser.add_argument(
+        "--background", action="store_true", help="queue the job and print its handle"
+    )
+    parser.add_argument("--timeout", type=_seconds, help="give up after this many seconds")
+
+
+def _submit(args: argparse.Namespace) -> int:
+    if args.background:
+        print(api.submit_background(args.job, *args.args))
+    else:
+        _print_json(api.submit(args.job, *args.args, timeout=args.timeout))
+    return 0
+
+
+# -- batch -------------------------------------------------------------------------------
+
+
+def _batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "file",
+        metavar="FILE.json",
+        help='a JSON list of {"job_name": ..., "args": [...]}; - reads standard input',
+    )
+    parser.add_argument("--timeout", type=_seconds, help="give up after this many seconds")
+
+
+def _batch(args: argparse.Namespace) -> int:
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        with open(args.file, encoding="utf-8") as f:
+            text = f.read()
+    try:
+        batch = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{args.file} is not JSON ({exc})") from None
+    ok = api.submit_batch(batch, timeout=args.timeout)
+    print(f"batch of {len(batch)} jobs: {'all succeeded' if ok else 'some failed'}")
+    return 0 if ok else 1
+
+
+# -- jobs, status ------------------------------------------------------------------------
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    registry = load_registry()
+    if not registry.jobs:
+        print(
+            f"no jobs registered (set {ENV_MODULES} or declare an islandora_job.jobs entry point)"
+        )
+        return 0
+    rows = [("JOB", "FUNCTION", "REGISTERED BY", "FOUND BY")]
+    rows += [(s.name, s.target, s.source, s.found_by) for s in registry.jobs.values()]
+    _table(rows)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    rows: list[tuple[object, ...]] = [("SERVER", "FUNCTION", "QUEUED", "RUNNING", "WORKERS")]
+    for server in settings().servers:
+        with GearmanAdmin(server) as admin:
+            rows += [(server, r.function, r.queued, r.running, r.workers) for r in admin.status()]
+    if len(rows) == 1:
+        print("no functions known to the servers")
+    else:
+        _table(rows)
+    return 0
+
+
+# -- workers -----------------------------------------------------------------------------
+
+
+def _start_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pidfile", metavar="PIDFILE", help="a bare file name in the temp dir")
+    parser.add_argument(
+        "--timeout", type=_seconds, default=30.0, help="seconds to wait for it to register"
+    )
+
+
+def _start_worker(args: argparse.Namespace) -> int:
+    path = workers.pidfile_path(args.pidfile)
+    if not workers.start_worker(args.pidfile, timeout=args.timeout):
+        print(f"{PROG}: a worker already runs with pidfile {path}", file=sys.stderr)
+        return 1
+    print(f"worker started: pidfile {path}, log {workers.worker_log_path(args.pidfile)}")
+    return 0
+
+
+def _stop_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pidfile", metavar="PIDFILE", help="a bare file name in the temp dir")
+    parser.add_argument(
+        "--grace", type=_seconds, default=10.0, help="seconds between SIGTERM and SIGKILL"
+    )
+
+
+def _stop_worker(args: argparse.Namespace) -> int:
+    path = workers.pidfile_path(args.pidfile)
+    if not workers.stop_worker(args.pidfile, grace=args.grace):
+        print(f"{PROG}: no live worker with pidfile {path}", file=sys.stderr)
+        return 1
+    print(f"worker stopped: pidfile {path}")
+    return 0
+
+
+def _worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pidfile", help="write this PID to a pidfile (a bare name in the temp dir, or absolute)"
+    )
+    parser.add_argument(
+        "--only", action="extend", nargs="+", metavar="JOB", help="serve only these jobs"
+    )
+    parser.add_argument(
+        "--via-gearman-cli",
+        action="store_true",
+        help="run the C tool `gearman -w` with one `islandora-job route` process per job",
+    )
+
+
+def _worker(args: argparse.Namespace) -> int:
+    if args.via_gearman_cli:
+        return workers.run_gearman_cli_worker(args.only, args.pidfile)
+    workers.run_worker(args.only, args.pidfile)
+    return 0
+
+
+def _route(args: argparse.Namespace) -> int:
+    return workers.route(sys.stdin.buffer, sys.stdout.buffer)
+
+
+COMMANDS: list[Command] = [
+    Command("submit", "run a job and print its JSON result", _submit_arguments, _submit),
+    Command("batch", "run a batch of jobs concurrently", _batch_arguments, _batch),
+    Command("jobs", "list the registered jobs and where they come from", _no_arguments, _jobs),
+    Command("status", "per function: jobs queued, running, workers", _no_arguments, _status),
+    Command(
+        "start-worker",
+        "start a detached worker named by a pidfile",
+        _start_worker_arguments,
+        _start_worker,
+    ),
+    Command("stop-worker", "stop the worker a pidfile names", _stop_worker_arguments, _stop_worker),
+    Command("worker", "run a worker in the foreground", _worker_arguments, _worker),
+    Command(
+        "route",
+        "run the job whose payload is on stdin (for `gearman -w`)",
+        _no_arguments,
+        _route,
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command in COMMANDS."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Gearman jobs, Islandora Job style.")
+    parser.add_argument(
+        "--servers", help=f"comma-separated gearmand host:port list (default: {ENV_SERVERS})"
+    )
+    parser.add_argument(
+        "--modules", help=f"comma-separated job module import paths (default: {ENV_MODULES})"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def _setup_logging(command: str) -> None:
+    if command == "worker":
+        fmt, level = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s", logging.INFO
+    else:
+        fmt, level = f"{PROG}: %(message)s", logging.WARNING
+    logging.basicConfig(format=fmt, level=level, stream=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (usage errors exit 2 via argparse)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.command)
+    try:
+        previous = configure(servers=args.servers, modules=args.modules)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        return args.run(args)
+    except EXPECTED_ERRORS as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        restore(previous)

@@ -1,0 +1,185 @@
+"""Job registration, the `hook_register_jobs` of Python.
+
+A job module exposes `register_jobs() -> dict[str, spec]`, spec being "package.module:function"
+or {"module": "package.module", "function": "name"} (function defaults to the job name).
+Job modules are found through the entry point group `islandora_job.jobs` (value: the
+module's import path) and through the configured modules (`ISLANDORA_JOB_MODULES`).
+A job's own module is imported only when the job first runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from importlib.metadata import entry_points
+
+from islandora_job.config import ENV_MODULES, settings
+from islandora_job.payload import check_job_name
+
+ENTRY_POINT_GROUP = "islandora_job.jobs"
+
+
+class RegistryError(Exception):
+    """A job module or a registration that cannot be used; the message names it and the fix."""
+
+
+class UnknownJob(LookupError):
+    """A job name nobody registered; carries the name and the registered names."""
+
+    def __init__(self, job_name: str, registered: Iterable[str]) -> None:
+        self.job_name = job_name
+        self.registered = tuple(sorted(registered))
+        known = ", ".join(repr(n) for n in self.registered) or "none"
+        super().__init__(f"no job named {job_name!r} is registered (registered jobs: {known})")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+    """One registered job: its name, the function that runs it, and who registered it.
+
+    source: the import path of the module whose register_jobs() named the job;
+    found_by: how that module was found ("entry point NAME (DIST)" or the settings).
+    """
+
+    name: str
+    module: str
+    function: str
+    source: str
+    found_by: str
+
+    @property
+    def target(self) -> str:
+        """The function as "package.module:function"."""
+        return f"{self.module}:{self.function}"
+
+
+def _parse_spec(name: object, spec: object, source: str, found_by: str) -> JobSpec:
+    where = f"{source}.register_jobs()"
+    try:
+        job_name = check_job_name(name)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"{where} registers a bad job name {name!r}: {exc}") from None
+    fix = 'use "package.module:function" or {"module": "package.module", "function": "name"}'
+    if isinstance(spec, str):
+        module, sep, function = spec.partition(":")
+        if not sep:
+            function = job_name
+    elif isinstance(spec, Mapping):
+        module, function = spec.get("module"), spec.get("function", job_name)
+        unknown = set(spec) - {"module", "function"}
+        if unknown:
+            raise RegistryError(f"{where}: job {name!r} has unknown keys {sorted(unknown)}: {fix}")
+    else:
+        raise RegistryError(
+            f"{where}: job {name!r} has a spec of type {type(spec).__name__}: {fix}"
+        )
+    if not isinstance(module, str) or not module.strip() or not isinstance(function, str):
+        raise RegistryError(f"{where}: job {name!r} has a malformed spec {spec!r}: {fix}")
+    if not function.isidentifier():
+        raise RegistryError(
+            f"{where}: job {name!r} names function {function!r}, which is not a Python name: {fix}"
+        )
+    return JobSpec(job_name, module.strip(), function, source, found_by)
+
+
+def _register_module(module_path: str, found_by: str) -> list[JobSpec]:
+    try:
+        module = importlib.import_module(module_path)
+    except Exception as exc:
+        raise RegistryError(
+            f"cannot import job module {module_path!r} (found by {found_by}): "
+            f"{type(exc).__name__}: {exc}; fix the import path or make it importable"
+        ) from exc
+    hook = getattr(module, "register_jobs", None)
+    if not callable(hook):
+        raise RegistryError(
+            f"job module {module_path!r} (found by {found_by}) has no register_jobs() function: "
+            "define one returning {job name: spec}"
+        )
+    jobs = hook()
+    if not isinstance(jobs, Mapping):
+        raise RegistryError(
+            f"{module_path}.register_jobs() returned {type(jobs).__name__}, not a dict of "
+            "{job name: spec}"
+        )
+    return [_parse_spec(name, spec, module_path, found_by) for name, spec in jobs.items()]
+
+
+def _job_modules(modules: Iterable[str]) -> dict[str, str]:
+    """Import path -> how it was found; entry points first, then the settings."""
+    found: dict[str, str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = f" ({ep.dist.name})" if ep.dist is not None else ""
+        found.setdefault(ep.value.strip(), f"entry point {ep.name!r}{dist}")
+    for module in modules:
+        found.setdefault(module, f"the job modules setting ({ENV_MODULES})")
+    return found
+
+
+class Registry:
+    """The registered jobs (name -> JobSpec); resolves a job's function on first use."""
+
+    def __init__(self, specs: Iterable[JobSpec]) -> None:
+        """Build from specs; RegistryError when two modules register one name."""
+        jobs: dict[str, JobSpec] = {}
+        for spec in specs:
+            other = jobs.get(spec.name)
+            if other is not None:
+                raise RegistryError(
+                    f"job {spec.name!r} is registered twice: by {other.source} "
+                    f"(found by {other.found_by}) and by {spec.source} (found by "
+                    f"{spec.found_by}); rename one of them"
+                )
+            jobs[spec.name] = spec
+        self.jobs: Mapping[str, JobSpec] = dict(sorted(jobs.items()))
+        self._functions: dict[str, Callable[..., object]] = {}
+        self._lock = threading.Lock()
+
+    def spec(self, name: str) -> JobSpec:
+        """The JobSpec of a job; UnknownJob when nobody registered it."""
+        try:
+            return self.jobs[name]
+        except KeyError:
+            raise UnknownJob(name, self.jobs) from None
+
+    def resolve(self, name: str) -> Callable[..., object]:
+        """The job's function, importing its module the first time.
+
+        Raises UnknownJob for a name nobody registered and RegistryError when the module or
+        function named by the registration cannot be found.
+        """
+        function = self._functions.get(name)
+        if function is not None:
+            return function
+        spec = self.spec(name)
+        with self._lock:
+            try:
+                module = importlib.import_module(spec.module)
+            except Exception as exc:
+                raise RegistryError(
+                    f"job {name!r} (registered by {spec.source}) needs module {spec.module!r}, "
+                    f"which cannot be imported: {type(exc).__name__}: {exc}"
+                ) from exc
+            function = getattr(module, spec.function, None)
+            if not callable(function):
+                raise RegistryError(
+                    f"job {name!r} (registered by {spec.source}) names {spec.target}, "
+                    f"but {spec.module} has no function {spec.function!r}"
+                )
+            self._functions[name] = function
+        return function
+
+
+def load_registry(modules: Iterable[str] | None = None) -> Registry:
+    """Discover the jobs of the entry points and of `modules` (default: the settings).
+
+    Raises RegistryError for a module that cannot be imported, has no register_jobs(),
+    registers malformed specs, or registers a name another module registered.
+    """
+    wanted = settings().modules if modules is None else tuple(modules)
+    specs: list[JobSpec] = []
+    for module_path, found_by in _job_modules(wanted).items():
+        specs.extend(_register_module(module_path, found_by))
+    return Registry(specs)

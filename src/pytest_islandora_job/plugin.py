@@ -1,0 +1,117 @@
+"""The pytest plugin: options, ini keys, report header, log sections and the default fixtures."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+from pytest_islandora_job import config as options
+from pytest_islandora_job import factories, processes
+from pytest_islandora_job.cluster import GearmanCluster
+from pytest_islandora_job.leftovers import LEFTOVERS
+from pytest_islandora_job.servers.base import GearmanServer, tail
+from pytest_islandora_job.workerpool import WorkerPool
+
+LOG_LINES = 40
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Every option has an ini twin; all sit in one --help group."""
+    group = parser.getgroup("islandora-job", "islandora-job: gearmand, queues and job workers")
+    for option in options.OPTIONS:
+        default = "" if option.default is None else str(option.default)
+        group.addoption(options.flag(option), dest=option.name, default=None, help=option.help)
+        parser.addini(option.name, f"{option.help} (default: {default or 'none'})", default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tag this run's children and end the leftovers of runs that were killed outright."""
+    processes.run_tag()
+    processes.reap_leftovers()
+
+
+def pytest_keyboard_interrupt() -> None:
+    """Ctrl-C: end every child now rather than at interpreter exit."""
+    processes.stop_all()
+
+
+def pytest_unconfigure() -> None:
+    """Nothing the run started outlives it, whatever teardown missed."""
+    processes.stop_all()
+
+
+def _gearmand_version(exe: str) -> str:
+    found = shutil.which(exe)
+    if found is None:
+        return f"{exe} (not found)"
+    try:
+        out = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"{found} ({error})"
+    return f"{found} ({out.stdout.strip().splitlines()[0] if out.stdout.strip() else 'unknown'})"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Backend, gearmand binary and version, queue types."""
+    backend = options.get(config, "gearman_backend")
+    queue = options.get(config, "gearman_queue")
+    queues = " ".join(options.get(config, "gearman_queues"))
+    if backend == "external":
+        where = ",".join(options.get(config, "gearman_servers") or []) or "(no --gearman-servers)"
+    else:
+        where = _gearmand_version(options.get(config, "gearmand_exec"))
+    return f"islandora-job: backend {backend}, gearmand {where}, queue {queue}, persistent queues {queues}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run tests using persistent_gearman_server once per queue type of ini gearman_queues."""
+    if "persistent_gearman_server" in metafunc.fixturenames:
+        queues = options.get(metafunc.config, "gearman_queues")
+        unknown = sorted(set(queues) - set(options.PERSISTENT_QUEUES))
+        if unknown:
+            raise pytest.UsageError(
+                f"gearman_queues: unknown {' '.join(unknown)}; use {' '.join(options.PERSISTENT_QUEUES)}"
+            )
+        metafunc.parametrize(
+            "persistent_gearman_server", queues, indirect=True, ids=queues, scope="session"
+        )
+
+
+def _logs_of(item: pytest.Item) -> list[tuple[str, Path]]:
+    logs: list[tuple[str, Path]] = []
+    for name, value in getattr(item, "funcargs", {}).items():
+        servers = value if isinstance(value, GearmanCluster) else [value]
+        for i, server in enumerate(servers):
+            if isinstance(server, GearmanServer) and server.log_path is not None:
+                logs.append((f"gearmand log ({name}[{i}] {server.address})", server.log_path))
+        if isinstance(value, WorkerPool):
+            logs += [(f"worker log ({name}: {path.name})", path) for path in value.log_paths]
+    return logs
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing test carries the tail of every gearmand and worker log it used."""
+    report = yield
+    if report.failed:
+        for title, path in _logs_of(item):
+            report.sections.append((title, tail(path, LOG_LINES)))
+    if call.when == "teardown":
+        for described in item.stash.get(LEFTOVERS, []):
+            report.sections.append(("islandora-job leftovers", described))
+    return report
+
+
+gearman_server = factories.gearman_server()
+persistent_gearman_server = factories.gearman_server()
+gearman_cluster = factories.gearman_server(count=2)
+job_client = factories.job_client("gearman_server")
+job_worker = factories.job_worker("gearman_server")
+persistent_job_worker = factories.job_worker("persistent_gearman_server")
+cluster_job_worker = factories.job_worker("gearman_cluster")

@@ -1,0 +1,59 @@
+"""Free loopback ports, claimed with an exclusive-create sentinel file.
+
+The sentinel directory is machine-wide, so xdist workers and concurrent runs never pick the
+same port; a sentinel whose owner is gone is taken over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import port_for
+import psutil
+
+SENTINEL_DIR = Path(tempfile.gettempdir()) / "pytest-islandora-job-ports"
+
+
+def _owner_alive(sentinel: Path) -> bool:
+    try:
+        return psutil.pid_exists(int(sentinel.read_text().strip() or "0"))
+    except (OSError, ValueError):
+        return False
+
+
+def claim_port(attempts: int = 50) -> int:
+    """Pick a free loopback port and claim it; raises RuntimeError if none could be claimed."""
+    SENTINEL_DIR.mkdir(parents=True, exist_ok=True)
+    for _ in range(attempts):
+        port = port_for.select_random()
+        if claim(port):
+            return port
+    raise RuntimeError(f"no free port could be claimed after {attempts} attempts in {SENTINEL_DIR}")
+
+
+def claim(port: int) -> bool:
+    """Claim one given port for this process; False if another live process holds it."""
+    SENTINEL_DIR.mkdir(parents=True, exist_ok=True)
+    sentinel = SENTINEL_DIR / f"{port}"
+    for _ in range(2):
+        try:
+            fd = os.open(sentinel, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _owner_alive(sentinel):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                sentinel.unlink()
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release(port: int) -> None:
+    """Give a claimed port back."""
+    with contextlib.suppress(FileNotFoundError):
+        (SENTINEL_DIR / f"{port}").unlink()

@@ -1,0 +1,104 @@
+"""gearmand as a local process: every path in the test's temp dir, none in /var or /etc."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pytest_islandora_job import ports, processes
+from pytest_islandora_job.servers.base import GearmanServer, ServerStartError
+
+if TYPE_CHECKING:
+    from pytest_islandora_job.config import ServerSettings
+    from pytest_islandora_job.databases.base import QueueDatabase
+
+
+class ProcessGearmanServer(GearmanServer):
+    """A gearmand child process on a claimed loopback port."""
+
+    backend = "process"
+
+    def __init__(
+        self, settings: ServerSettings, workdir: Path, database: QueueDatabase | None = None
+    ) -> None:
+        super().__init__(settings, database)
+        self.workdir = workdir
+        self.host = settings.listen if settings.listen not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        self.port = settings.port if settings.port is not None else ports.claim_port()
+        self._claimed = settings.port is None
+        self.log_path = workdir / "gearmand.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._database_started = False
+
+    @property
+    def pid(self) -> int | None:
+        """The gearmand process id while it runs."""
+        return self._proc.pid if self._proc and self._proc.poll() is None else None
+
+    def command(self) -> list[str]:
+        """The gearmand command line this server runs."""
+        exe = self.settings.gearmand_exec
+        found = shutil.which(exe)
+        if found is None:
+            raise ServerStartError(
+                f"gearmand not found at {exe!r}: install it (apt-get install gearman-job-server), "
+                "give --gearmand-exec PATH, or use --gearman-backend=docker|external"
+            )
+        argv = [
+            found,
+            "--listen", self.settings.listen,
+            "--port", str(self.port),
+            "--log-file", str(self.log_path),
+            "--verbose", "INFO",
+            "--pid-file", str(self.workdir / "gearmand.pid"),
+            "--threads", str(self.settings.threads),
+        ]
+        if self.settings.job_retries is not None:
+            argv += ["--job-retries", str(self.settings.job_retries)]
+        if self.database is not None:
+            argv += self.database.gearmand_args()
+        return argv + list(self.settings.extra_args)
+
+    def start(self) -> None:
+        """Start gearmand and wait until it answers admin `version`.
+
+        Raises ServerStartError with the log tail when gearmand is missing, exits early or
+        does not answer within the start timeout.
+        """
+        if self.pid is not None:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.database is not None and not self._database_started:
+            self.database.start()
+            self._database_started = True
+        self._version = None
+        argv = self.command()
+        self._proc = processes.spawn(argv, self.log_path)
+        try:
+            self.wait_ready(self.settings.start_timeout, lambda: self._proc.poll() is None)
+        except ServerStartError:
+            processes.stop(self._proc, grace=1.0)
+            raise
+
+    def stop(self) -> None:
+        """SIGTERM gearmand, SIGKILL after 5 s; idempotent."""
+        if self._proc is not None:
+            processes.stop(self._proc)
+            self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL gearmand and wait until it is gone."""
+        if self._proc is not None:
+            processes.kill(self._proc)
+            self._proc = None
+
+    def close(self) -> None:
+        """Stop gearmand, drop its queue database and give its port back."""
+        self.stop()
+        if self.database is not None and self._database_started:
+            self.database.stop()
+            self._database_started = False
+        if self._claimed:
+            ports.release(self.port)

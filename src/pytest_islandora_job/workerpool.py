@@ -1,0 +1,58 @@
+"""The pidfile-managed islandora_job workers one test runs."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+import islandora_job
+
+
+class WorkerPool:
+    """Workers for the registered jobs, started with islandora_job.start_worker.
+
+    Stopping every worker holds submitted jobs in the queue (so a test can assert on them);
+    starting workers again releases them.
+    """
+
+    def __init__(self, addresses: Sequence[str], modules: Sequence[str], temp_dir: Path) -> None:
+        self.addresses = list(addresses)
+        self.modules = list(modules)
+        self.temp_dir = temp_dir
+        self.pidfiles: list[str] = []
+        self._numbers = itertools.count()
+
+    def settings(self) -> dict[str, object]:
+        """The islandora_job settings these workers (and the test's module-level API) use."""
+        return {"servers": self.addresses, "modules": self.modules, "temp_dir": self.temp_dir}
+
+    def start(self, count: int = 1) -> list[str]:
+        """Start count more workers; returns their pidfile names once each is registered.
+
+        Raises whatever start_worker raises when a worker dies during start-up (with its log).
+        """
+        if count < 0:
+            raise ValueError(f"count must be 0 or more, not {count}")
+        started = []
+        for _ in range(count):
+            name = f"worker-{next(self._numbers)}.pid"
+            if not islandora_job.start_worker(name):
+                raise RuntimeError(f"a live worker already holds the pidfile {name} in {self.temp_dir}")
+            self.pidfiles.append(name)
+            started.append(name)
+        return started
+
+    def stop(self) -> int:
+        """Stop every worker this pool started; returns how many were running."""
+        stopped = sum(1 for name in self.pidfiles if islandora_job.stop_worker(name))
+        self.pidfiles.clear()
+        return stopped
+
+    @property
+    def log_paths(self) -> list[Path]:
+        """Log files of every worker this pool has started, running or not."""
+        return sorted(self.temp_dir.glob("worker-*.log"))
+
+    def __len__(self) -> int:
+        return len(self.pidfiles)
