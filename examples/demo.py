@@ -24,8 +24,10 @@ def main() -> int:
         (server,) = make_servers(ServerSettings(), workdir)
         started = time.perf_counter()
         server.start()
-        print(f"gearmand {server.version} ready on {server.address} "
-              f"in {(time.perf_counter() - started) * 1000:.0f} ms")
+        print(
+            f"gearmand {server.version} ready on {server.address} "
+            f"in {(time.perf_counter() - started) * 1000:.0f} ms"
+        )
         try:
             with configured(servers=[server.address], temp_dir=workdir):
                 run_jobs(workdir)
@@ -51,8 +53,10 @@ def run_jobs(workdir: Path) -> None:
         )
         print("background derivatives_full_text -> handle", handle)
 
-        batch = [{"job_name": "derivatives_word_count", "args": [text]}
-                 for text in ("one", "two words", "and three words")]
+        batch = [
+            {"job_name": "derivatives_word_count", "args": [text]}
+            for text in ("one", "two words", "and three words")
+        ]
         print("batch of", len(batch), "->", islandora_job.submit_batch(batch, timeout=30))
 
         deadline = time.monotonic() + 10

@@ -29,8 +29,8 @@ import psutil
 
 from islandora_job import payload
 from islandora_job.config import Settings, settings, settings_env
-from islandora_job.gearman.admin import GearmanAdmin
-from islandora_job.gearman.connection import ServerUnavailable
+from islandora_job.gearman.admin import AdminError, GearmanAdmin
+from islandora_job.gearman.protocol import ProtocolError
 from islandora_job.gearman.worker import GearmanWorker, WorkerJob, WorkFailure
 from islandora_job.registry import Registry, RegistryError, UnknownJob, load_registry
 
@@ -91,12 +91,13 @@ def pidfile_path(name: str) -> Path:
     return settings().temp_dir / check_pidfile_name(name)
 
 
-def worker_log_path(pidfile: str | os.PathLike[str]) -> Path:
-    """The log file of a worker (its stdout and stderr): `<pidfile>.log` next to the pidfile.
+def worker_log_path(pidfile: str) -> Path:
+    """The log file (stdout and stderr) of the worker of a pidfile name: `<name>.log` next to
+    the pidfile. ValueError for a name that is not a bare file name."""
+    return _log_path(pidfile_path(pidfile))
 
-    Takes a bare pidfile name (resolved in the temp dir) or an absolute pidfile path.
-    """
-    path = _resolve_pidfile(pidfile)
+
+def _log_path(path: Path) -> Path:
     return path.with_name(path.name + ".log")
 
 
@@ -217,15 +218,14 @@ def _write_pid(fd: int, pid: int) -> None:
 def _open_log(path: Path) -> int:
     try:
         return os.open(
-            worker_log_path(path),
+            _log_path(path),
             os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
             0o644,
         )
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise PidfileError(
-                f"worker log {worker_log_path(path)} is a symbolic link; it is never "
-                "followed: remove it"
+                f"worker log {_log_path(path)} is a symbolic link; it is never followed: remove it"
             ) from None
         raise
 
@@ -235,28 +235,26 @@ def _spawn(path: Path, resolved: Settings) -> subprocess.Popen[bytes]:
     log_fd = _open_log(path)
     try:
         fd = os.open(path, _CREATE_FLAGS, 0o644)
-    except BaseException:
-        os.close(log_fd)
-        raise
-    child = None
-    try:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "islandora_job", "worker", "--pidfile", str(path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log_fd,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **settings_env(resolved), "PYTHONUNBUFFERED": "1"},
-        )
-        _write_pid(fd, child.pid)
-    except BaseException:
-        if child is None:
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "islandora_job", "worker", "--pidfile", str(path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **settings_env(resolved), "PYTHONUNBUFFERED": "1"},
+            )
+        except BaseException:
             os.close(fd)
-        else:
+            path.unlink()
+            raise
+        try:
+            _write_pid(fd, child.pid)
+        except BaseException:
             child.kill()
             child.wait()
-        path.unlink(missing_ok=True)
-        raise
+            path.unlink()
+            raise
     finally:
         os.close(log_fd)
     _children[child.pid] = child
@@ -293,12 +291,13 @@ def _wait_registered(
             if _registered_on(pending[0], child.pid, jobs):
                 pending.pop(0)
                 continue
-        except (OSError, ServerUnavailable) as exc:
+        except (OSError, AdminError, ProtocolError) as exc:
             last_error = f" (last error: {exc})"
         code = child.poll()
         if code is not None or time.monotonic() > deadline:
             if code is None:
-                child.terminate()
+                # Not registered, so no job in hand: nothing to let finish.
+                child.kill()
                 child.wait()
             _children.pop(child.pid, None)
             _remove_pidfile(path, child.pid)
@@ -307,9 +306,9 @@ def _wait_registered(
                 if code is not None
                 else f"did not register on {pending[0]} within {timeout} s{last_error}"
             )
-            tail = _log_tail(worker_log_path(path))
+            tail = _log_tail(_log_path(path))
             raise WorkerStartError(
-                f"worker for pidfile {path} {what}; its log {worker_log_path(path)} ends:\n{tail}"
+                f"worker for pidfile {path} {what}; its log {_log_path(path)} ends:\n{tail}"
             )
         time.sleep(_POLL)
 

@@ -103,4 +103,6 @@ def assert_job_result(
 ) -> None:
     """Submit a foreground job and assert its result equals expected."""
     result = islandora_job.submit(job_name, *args, timeout=timeout)
-    assert result == expected, f"{job_name}{tuple(args)!r} returned {result!r}, expected {expected!r}"
+    assert result == expected, (
+        f"{job_name}{tuple(args)!r} returned {result!r}, expected {expected!r}"
+    )

@@ -15,7 +15,7 @@ class GearmanCluster(Sequence[GearmanServer]):
 
     @property
     def addresses(self) -> list[str]:
-        """"host:port" of every server, in order."""
+        """ "host:port" of every server, in order."""
         return [server.address for server in self.servers]
 
     def __getitem__(self, index):  # type: ignore[override]

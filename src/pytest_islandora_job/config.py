@@ -28,23 +28,47 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("gearman_backend", "how gearmand runs: process, docker or external", "process"),
-    Option("gearman_queue", "queue type of gearman_server: builtin, mysql, postgres, sqlite", "builtin"),
-    Option("gearman_queues", "persistent queue types persistent_gearman_server runs over",
-           "mysql postgres sqlite", "list"),
+    Option(
+        "gearman_queue", "queue type of gearman_server: builtin, mysql, postgres, sqlite", "builtin"
+    ),
+    Option(
+        "gearman_queues",
+        "persistent queue types persistent_gearman_server runs over",
+        "mysql postgres sqlite",
+        "list",
+    ),
     Option("gearmand_exec", "path of the gearmand binary", "/usr/sbin/gearmand"),
-    Option("gearman_listen", "address gearmand listens on (give 0.0.0.0 to accept remote clients)",
-           "127.0.0.1"),
+    Option(
+        "gearman_listen",
+        "address gearmand listens on (give 0.0.0.0 to accept remote clients)",
+        "127.0.0.1",
+    ),
     Option("gearman_port", "port of gearman_server (default: a free port)", None, "int"),
     Option("gearman_threads", "gearmand I/O threads", 2, "int"),
     Option("gearman_job_retries", "gearmand --job-retries (0: retry forever)", None, "int"),
     Option("gearman_extra_args", "more gearmand arguments (shell-quoted)", "", "args"),
-    Option("gearman_servers", "external servers, host:port[,host:port...] (backend external)",
-           None, "list"),
+    Option(
+        "gearman_servers",
+        "external servers, host:port[,host:port...] (backend external)",
+        None,
+        "list",
+    ),
     Option("gearman_image", "Docker image with gearmand (default: build the shipped Dockerfile)"),
-    Option("gearman_mysql_dsn", "existing MySQL/MariaDB server for the queue: mysql://user:pw@host:port/db"),
-    Option("gearman_postgres_dsn", "existing PostgreSQL server for the queue: postgresql://user@host:port/db"),
+    Option(
+        "gearman_mysql_dsn",
+        "existing MySQL/MariaDB server for the queue: mysql://user:pw@host:port/db",
+    ),
+    Option(
+        "gearman_postgres_dsn",
+        "existing PostgreSQL server for the queue: postgresql://user@host:port/db",
+    ),
     Option("gearman_start_timeout", "seconds a server may take to become ready", 30.0, "float"),
-    Option("gearman_strict_queue", "jobs a test leaves queued are an error, not a report", False, "bool"),
+    Option(
+        "gearman_strict_queue",
+        "jobs a test leaves queued are an error, not a report",
+        False,
+        "bool",
+    ),
     Option("islandora_job_modules", "job modules (import paths, comma-separated)", None, "list"),
 )
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
@@ -155,3 +179,15 @@ def server_settings(config: pytest.Config, **overrides: Any) -> ServerSettings:
     values["extra_args"] = tuple(values["extra_args"] or ())
     values["servers"] = tuple(values["servers"] or ())
     return ServerSettings(**values).validate()
+
+
+def validate(config: pytest.Config) -> None:
+    """Read every setting once so a bad value stops the run at start with a usage error."""
+    for option in OPTIONS:
+        get(config, option.name)
+    unknown = sorted(set(get(config, "gearman_queues")) - set(PERSISTENT_QUEUES))
+    if unknown:
+        raise pytest.UsageError(
+            f"gearman_queues: unknown {' '.join(unknown)}; use {' '.join(PERSISTENT_QUEUES)}"
+        )
+    server_settings(config)

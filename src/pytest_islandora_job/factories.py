@@ -1,9 +1,9 @@
 """Build more fixtures in a conftest, as the default ones are built.
 
-    from pytest_islandora_job import factories
+from pytest_islandora_job import factories
 
-    sqlite_gearman = factories.gearman_server(queue="sqlite")
-    sqlite_worker = factories.job_worker("sqlite_gearman", count=2)
+sqlite_gearman = factories.gearman_server(queue="sqlite")
+sqlite_worker = factories.job_worker("sqlite_gearman", count=2)
 """
 
 from __future__ import annotations

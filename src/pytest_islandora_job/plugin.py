@@ -29,7 +29,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Tag this run's children and end the leftovers of runs that were killed outright."""
+    """Check the settings, tag this run's children, end leftovers of runs killed outright."""
+    options.validate(config)
     processes.run_tag()
     processes.reap_leftovers()
 
@@ -52,7 +53,8 @@ def _gearmand_version(exe: str) -> str:
         out = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError) as error:
         return f"{found} ({error})"
-    return f"{found} ({out.stdout.strip().splitlines()[0] if out.stdout.strip() else 'unknown'})"
+    words = out.stdout.split()  # "gearmand 1.1.20+ds - https://..."
+    return f"{found} {words[1] if len(words) > 1 else '(version unknown)'}"
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -71,11 +73,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run tests using persistent_gearman_server once per queue type of ini gearman_queues."""
     if "persistent_gearman_server" in metafunc.fixturenames:
         queues = options.get(metafunc.config, "gearman_queues")
-        unknown = sorted(set(queues) - set(options.PERSISTENT_QUEUES))
-        if unknown:
-            raise pytest.UsageError(
-                f"gearman_queues: unknown {' '.join(unknown)}; use {' '.join(options.PERSISTENT_QUEUES)}"
-            )
         metafunc.parametrize(
             "persistent_gearman_server", queues, indirect=True, ids=queues, scope="session"
         )

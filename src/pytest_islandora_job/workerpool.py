@@ -38,7 +38,9 @@ class WorkerPool:
         for _ in range(count):
             name = f"worker-{next(self._numbers)}.pid"
             if not islandora_job.start_worker(name):
-                raise RuntimeError(f"a live worker already holds the pidfile {name} in {self.temp_dir}")
+                raise RuntimeError(
+                    f"a live worker already holds the pidfile {name} in {self.temp_dir}"
+                )
             self.pidfiles.append(name)
             started.append(name)
         return started

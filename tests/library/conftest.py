@@ -38,8 +38,10 @@ def gearman_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Gearma
     port = claim_port()
     server = _Gearmand("127.0.0.1", port, tmp / "gearmand.log")
     process = subprocess.Popen(
-        ["/usr/sbin/gearmand", "-L", server.host, "-p", str(port), "-l", str(server.log_path)]
-        + ["--pid-file", str(tmp / "gearmand.pid")],
+        [
+            *("/usr/sbin/gearmand", "-L", server.host, "-p", str(port)),
+            *("-l", str(server.log_path), "--pid-file", str(tmp / "gearmand.pid")),
+        ],
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )

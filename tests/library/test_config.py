@@ -67,7 +67,7 @@ def test_malformed_max_payload_in_the_environment(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
     monkeypatch.setenv("ISLANDORA_JOB_MAX_PAYLOAD", value)
-    with pytest.raises(ValueError, match="ISLANDORA_JOB_MAX_PAYLOAD: .*positive number of bytes"):
+    with pytest.raises(ValueError, match=r"ISLANDORA_JOB_MAX_PAYLOAD: .*positive number of bytes"):
         islandora_job.settings()
 
 

@@ -14,7 +14,10 @@ def test_checksum_in_the_foreground(job_worker, tmp_path):
 
     result = islandora_job.submit("derivatives_checksum", str(page))
 
-    assert result == {"algorithm": "sha256", "value": hashlib.sha256(b"an object's content").hexdigest()}
+    assert result == {
+        "algorithm": "sha256",
+        "value": hashlib.sha256(b"an object's content").hexdigest(),
+    }
 
 
 def test_full_text_in_the_background(job_worker, tmp_path):

@@ -227,8 +227,6 @@ class PacketDecoder:
                 break
             count = _COUNT_BY_CODE[code]
             if count == 0:
-                if size:
-                    self._fail(f"{_TYPE_BY_CODE[code].name} carries no arguments, got {size} bytes")
                 args: tuple[bytes, ...] = ()
             else:
                 body = bytes(buffer[position + HEADER_SIZE : end])
@@ -251,6 +249,8 @@ class PacketDecoder:
             self._fail(f"unexpected magic {magic_bytes!r}, expected {self._expect!r}")
         if code not in _COUNT_BY_CODE:
             self._fail(f"unknown packet type {code}")
+        if size and not _COUNT_BY_CODE[code]:
+            self._fail(f"{_TYPE_BY_CODE[code].name} carries no arguments, got {size} bytes")
         if size > self._max_size:
             self._fail(f"packet body of {size} bytes exceeds the limit of {self._max_size} bytes")
 

@@ -1,1 +1,51 @@
 """The persistent queue's database: MariaDB/MySQL, PostgreSQL or SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_islandora_job.databases.base import PersistedJob, QueueDatabase
+from pytest_islandora_job.databases.dsn import DSN, DSNError, parse_dsn
+
+if TYPE_CHECKING:
+    from pytest_islandora_job.config import ServerSettings
+
+__all__ = ["PersistedJob", "QueueDatabase", "make_database"]
+
+
+def _server_dsn(text: str | None, kind: str, option: str) -> DSN | None:
+    if text is None:
+        return None
+    try:
+        return parse_dsn(text, kind)
+    except DSNError as exc:
+        raise pytest.UsageError(f"{option}: {exc}") from None
+
+
+def make_database(settings: ServerSettings, workdir: Path) -> QueueDatabase | None:
+    """The queue database the settings ask for (not started), or None for the in-memory queue.
+
+    Raises pytest.UsageError on a DSN that cannot be read and ValueError on an unknown queue.
+    """
+    if settings.queue == "builtin":
+        return None
+    if settings.queue == "sqlite":
+        from pytest_islandora_job.databases.sqlite import SQLiteQueue
+
+        return SQLiteQueue(workdir)
+    if settings.queue == "mysql":
+        from pytest_islandora_job.databases.mysql import DSN_OPTION, MySQLQueue
+
+        dsn = _server_dsn(settings.mysql_dsn, "mysql", DSN_OPTION)
+        return MySQLQueue(workdir, dsn, start_timeout=settings.start_timeout)
+    if settings.queue == "postgres":
+        from pytest_islandora_job.databases.postgres import DSN_OPTION, PostgresQueue
+
+        dsn = _server_dsn(settings.postgres_dsn, "postgres", DSN_OPTION)
+        return PostgresQueue(workdir, dsn, start_timeout=settings.start_timeout)
+    raise ValueError(
+        f"unknown queue type {settings.queue!r}; use builtin, mysql, postgres or sqlite"
+    )

@@ -45,7 +45,7 @@ class GearmanServer(abc.ABC):
 
     @property
     def address(self) -> str:
-        """"host:port" as clients and workers take it."""
+        """ "host:port" as clients and workers take it."""
         return f"{self.host}:{self.port}"
 
     @property

@@ -48,12 +48,18 @@ class ProcessGearmanServer(GearmanServer):
             )
         argv = [
             found,
-            "--listen", self.settings.listen,
-            "--port", str(self.port),
-            "--log-file", str(self.log_path),
-            "--verbose", "INFO",
-            "--pid-file", str(self.workdir / "gearmand.pid"),
-            "--threads", str(self.settings.threads),
+            "--listen",
+            self.settings.listen,
+            "--port",
+            str(self.port),
+            "--log-file",
+            str(self.log_path),
+            "--verbose",
+            "INFO",
+            "--pid-file",
+            str(self.workdir / "gearmand.pid"),
+            "--threads",
+            str(self.settings.threads),
         ]
         if self.settings.job_retries is not None:
             argv += ["--job-retries", str(self.settings.job_retries)]

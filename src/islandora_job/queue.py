@@ -1,0 +1,166 @@
+"""Jobs left per function, and clearing a flooded queue, for every gearmand queue type.
+
+Counting goes through the admin protocol (`status`: works for every queue type, the in-memory
+one included) or through a persistent queue table (the module README's query, given a DSN).
+
+Clearing has to go through gearmand: it holds every queued job in memory as well as in its
+table, so deleting rows leaves the jobs queued. `clear()` registers as a worker for the
+functions, grabs each waiting job and reports it failed; gearmand then drops the job from
+memory and deletes its row. Jobs running on other workers are left alone; jobs submitted while
+the clearing runs may be cleared too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from islandora_job.gearman.admin import GearmanAdmin
+from islandora_job.gearman.client import ServerError
+from islandora_job.gearman.connection import Connection, parse_address
+from islandora_job.gearman.protocol import PacketType, ProtocolError, request
+
+__all__ = [
+    "DEFAULT_TABLE",
+    "FunctionCount",
+    "check_table_name",
+    "clear",
+    "counts_from_table",
+    "jobs_left",
+    "status",
+    "table_counts",
+]
+
+#: The table gearmand's MySQL and SQLite queues use by default (we give it to Postgres too).
+DEFAULT_TABLE = "gearman_queue"
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+_GRAB = request(PacketType.GRAB_JOB)
+
+
+@dataclass(frozen=True)
+class FunctionCount:
+    """Jobs of one function summed over servers: all unfinished (`total`), `running` ones,
+    and the workers that can do it."""
+
+    function: str
+    total: int
+    running: int
+    workers: int
+
+    @property
+    def waiting(self) -> int:
+        """Jobs no worker has taken yet."""
+        return self.total - self.running
+
+
+def status(servers: Sequence[str], timeout: float = 5.0) -> dict[str, FunctionCount]:
+    """Per function, the admin `status` counts summed over `servers`.
+
+    Raises ServerUnavailable when a server cannot be reached.
+    """
+    found: dict[str, FunctionCount] = {}
+    for address in servers:
+        with GearmanAdmin(address, timeout) as admin:
+            rows = admin.status()
+        for row in rows:
+            seen = found.get(row.function, FunctionCount(row.function, 0, 0, 0))
+            found[row.function] = FunctionCount(
+                row.function,
+                seen.total + row.queued,
+                seen.running + row.running,
+                seen.workers + row.workers,
+            )
+    return found
+
+
+def jobs_left(servers: Sequence[str], function: str | None = None) -> dict[str, int]:
+    """Unfinished jobs (waiting or running) per function with any, from admin `status`.
+
+    Works for every queue type. Raises ServerUnavailable when a server cannot be reached.
+    """
+    return {
+        name: count.total
+        for name, count in sorted(status(servers).items())
+        if count.total and (function is None or name == function)
+    }
+
+
+def check_table_name(table: str) -> str:
+    """Return `table` if it is a plain SQL identifier; raises ValueError otherwise."""
+    if not _TABLE_NAME.match(table):
+        raise ValueError(
+            f"queue table name {table!r} is not a plain identifier; use letters, digits and _"
+        )
+    return table
+
+
+def table_counts(connection: Any, table: str = DEFAULT_TABLE) -> dict[str, int]:
+    """Jobs left per function in a queue table, on an open DB-API connection.
+
+    Raises the driver's error when the table does not exist.
+    """
+    cursor = connection.cursor()
+    cursor.execute(
+        f"SELECT function_name, COUNT(*) FROM {check_table_name(table)} GROUP BY function_name"
+    )
+    return {
+        (name if isinstance(name, str) else bytes(name).decode("utf-8", "replace")): int(count)
+        for name, count in sorted(cursor.fetchall())
+    }
+
+
+def counts_from_table(dsn: str, table: str = DEFAULT_TABLE) -> dict[str, int]:
+    """Jobs left per function in the queue table at `dsn` (mysql://, postgresql://, sqlite://).
+
+    Raises DSNError (a ValueError) on a bad DSN and DatabaseUnavailable (a ConnectionError)
+    when the database cannot be reached; neither message holds the password.
+    """
+    from pytest_islandora_job.databases.dsn import parse_dsn
+
+    with contextlib.closing(parse_dsn(dsn).connect()) as conn:
+        return table_counts(conn, table)
+
+
+def clear(servers: Sequence[str], function: str | None = None, timeout: float = 5.0) -> int:
+    """Make each server forget its waiting jobs of `function` (or of every function), in
+    memory and in its queue table; return how many jobs were cleared.
+
+    Foreground clients waiting on a cleared job are told it failed. Raises ServerUnavailable
+    when a server cannot be reached, ServerError when it answers with an error.
+    """
+    cleared = 0
+    for address in servers:
+        if function is None:
+            functions = [
+                name for name, count in status([address], timeout).items() if count.waiting > 0
+            ]
+        else:
+            functions = [function]
+        if functions:
+            cleared += _drain(address, functions, timeout)
+    return cleared
+
+
+def _drain(address: str, functions: Sequence[str], timeout: float) -> int:
+    host, port = parse_address(address)
+    drained = 0
+    with Connection(host, port, timeout, timeout) as conn:
+        hello = [request(PacketType.CAN_DO, name.encode("utf-8")) for name in functions]
+        conn.send(b"".join([*hello, _GRAB]))
+        while True:
+            packet = conn.read_packet()
+            if packet.type is PacketType.JOB_ASSIGN:
+                # A failed job is finished: gearmand frees it and deletes its row.
+                conn.send(request(PacketType.WORK_FAIL, packet.args[0]) + _GRAB)
+                drained += 1
+            elif packet.type is PacketType.NO_JOB:
+                # Packets are handled in order, so every WORK_FAIL above has been applied.
+                return drained
+            elif packet.type is PacketType.ERROR:
+                code, message = (arg.decode("utf-8", "replace") for arg in packet.args)
+                raise ServerError(address, code, message)
+            elif packet.type is not PacketType.NOOP:
+                raise ProtocolError(f"unexpected {packet.type.name} from gearmand at {address}")

@@ -1,0 +1,170 @@
+"""The PostgreSQL queue: a throwaway PostgreSQL, or a database of our own on a running server.
+
+gearmand's Postgres queue takes a libpq conninfo string. A password never goes into it: it is
+written to a 0600 passfile the conninfo names, so `ps` does not show it.
+
+Known gearmand 1.1.20 bugs of this queue (pinned by tests/persistence): jobs replayed after a
+restart all come back HIGH priority, and gearmand never reconnects after the database
+restarts (every background submit fails until gearmand restarts).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pwd
+import signal
+from pathlib import Path
+
+from pytest_islandora_job.databases.base import (
+    TEMPLATE_BUILD_TIMEOUT,
+    LocalServer,
+    ServerQueue,
+    find_program,
+    run_as_prefix,
+    run_to_end,
+)
+from pytest_islandora_job.databases.dsn import DSN
+from pytest_islandora_job.servers.base import ServerStartError
+
+DSN_OPTION = "--gearman-postgres-dsn"
+DSN_HINT = f"{DSN_OPTION} postgresql://user:pw@host:port/db"
+# Throwaway clusters: no durability beyond a gearmand crash, little memory, no background work.
+SERVER_SETTINGS = (
+    "listen_addresses=127.0.0.1",
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+    "wal_level=minimal",
+    "max_wal_senders=0",
+    "shared_buffers=32MB",
+    "max_connections=40",
+    "autovacuum=off",
+    "jit=off",
+    "logging_collector=off",
+)
+
+
+def _bin_dirs() -> tuple[str, ...]:
+    """Debian's versioned PostgreSQL bin directories, newest first."""
+    root = Path("/usr/lib/postgresql")
+    versions = [p for p in root.glob("*/bin") if p.parent.name.isdigit()] if root.is_dir() else []
+    return tuple(str(p) for p in sorted(versions, key=lambda p: -int(p.parent.name)))
+
+
+def _conninfo_value(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def _passfile_field(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+class PostgresServer(LocalServer):
+    """A throwaway PostgreSQL cluster on a claimed loopback port; trust authentication.
+
+    PostgreSQL refuses to run as root: as root, initdb and the server run as `postgres`."""
+
+    name = "PostgreSQL"
+    # SIGINT is the fast shutdown; SIGTERM would wait for gearmand to disconnect.
+    stop_signal = signal.SIGINT
+
+    @functools.cached_property
+    def bindir(self) -> Path:
+        """The directory of postgres and initdb; raises ServerStartError when missing."""
+        postgres = find_program("postgres", _bin_dirs(), "postgresql", "postgres", DSN_HINT)
+        return Path(postgres).parent
+
+    @functools.cached_property
+    def user(self) -> pwd.struct_passwd | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            return pwd.getpwnam("postgres")
+        except KeyError:
+            raise ServerStartError(
+                "running as root, PostgreSQL must run as the 'postgres' account, which does "
+                "not exist: install postgresql (it makes the account), give "
+                f"{DSN_HINT}, or use another --gearman-queue"
+            ) from None
+
+    @property
+    def admin_dsn(self) -> DSN:
+        return DSN("postgres", "127.0.0.1", self.port or 0, "postgres", None, "postgres")
+
+    def template_key(self) -> str:
+        postgres = self.bindir / "postgres"
+        stat = postgres.stat()
+        digest = hashlib.sha256(f"{postgres}:{stat.st_mtime_ns}:{stat.st_size}".encode())
+        return f"postgres-{digest.hexdigest()[:12]}"
+
+    def build_template(self, datadir: Path, log_path: Path) -> None:
+        initdb = find_program("initdb", (str(self.bindir),), "postgresql", "postgres", DSN_HINT)
+        argv = [
+            *run_as_prefix(self.user),
+            initdb,
+            "-D", str(datadir),
+            "-A", "trust",
+            "-U", "postgres",
+            "-E", "UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+        ]  # fmt: skip
+        run_to_end(argv, log_path, "initdb", TEMPLATE_BUILD_TIMEOUT)
+
+    def argv(self, datadir: Path, sockdir: Path) -> list[str]:
+        argv = [str(self.bindir / "postgres"), "-D", str(datadir), "-p", str(self.port)]
+        argv += ["-k", str(sockdir)]
+        for setting in SERVER_SETTINGS:
+            argv += ["-c", setting]
+        return argv
+
+
+class PostgresQueue(ServerQueue):
+    """gearmand's Postgres queue in a database of our own: on a throwaway PostgreSQL by
+    default, or on the running server a DSN names."""
+
+    queue = "postgres"
+    dsn_option = DSN_OPTION
+    server_kind = "PostgreSQL server"
+
+    @property
+    def passfile(self) -> Path:
+        """Where the password for gearmand is written when the DSN has one."""
+        return self.workdir / "gearmand.pgpass"
+
+    def make_instance(self, workdir: Path, start_timeout: float) -> LocalServer:
+        return PostgresServer(workdir, start_timeout)
+
+    def create_sql(self) -> str:
+        return f'CREATE DATABASE "{self.database_name}"'
+
+    def drop_sql(self) -> str:
+        # FORCE (PostgreSQL 13+) ends sessions a killed gearmand may have left behind.
+        return f'DROP DATABASE IF EXISTS "{self.database_name}" WITH (FORCE)'
+
+    def start(self) -> None:
+        super().start()
+        dsn = self.dsn
+        if dsn.password:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            fields = (dsn.host, str(dsn.port), dsn.database, dsn.user, dsn.password)
+            fd = os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(":".join(_passfile_field(v) for v in fields) + "\n")
+
+    def stop(self) -> None:
+        self.passfile.unlink(missing_ok=True)
+        super().stop()
+
+    def gearmand_args(self) -> list[str]:
+        dsn = self.dsn
+        conninfo = {"host": dsn.host, "port": str(dsn.port), "user": dsn.user,
+                    "dbname": dsn.database}  # fmt: skip
+        if dsn.password:
+            conninfo["passfile"] = str(self.passfile)
+        text = " ".join(f"{key}={_conninfo_value(value)}" for key, value in conninfo.items())
+        return ["-q", "Postgres", "--libpq-conninfo", text, "--libpq-table", self.table]

@@ -1,0 +1,209 @@
+"""Submitting jobs through a real gearmand to real workers: the original module's tests and more."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+
+import islandora_job
+from islandora_job import JobClient, JobFailed, JobTimeout
+from islandora_job.gearman.admin import GearmanAdmin
+from islandora_job.gearman.connection import ServerUnavailable
+
+
+def _queued(address: str, function: str) -> int:
+    with GearmanAdmin(address) as admin:
+        return sum(row.queued for row in admin.status() if row.function == function)
+
+
+def _connections_to(port: int) -> int:
+    return sum(
+        1 for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port
+    )
+
+
+# -- the original module's tests ---------------------------------------------------------
+
+
+def test_a_job_with_no_args_returns_its_value(start) -> None:
+    start()
+    assert islandora_job.submit("hello") == "hello world"
+
+
+def test_multiple_args(start) -> None:
+    start()
+    assert islandora_job.submit("add", 1, 2, 3.5) == 6.5
+
+
+def test_a_serialized_object_argument(start) -> None:
+    start()
+    obj = {"title": "A ☃ book", "pages": 3, "tags": ["x"], "draft": False, "parent": None}
+    assert islandora_job.submit("describe", obj) == {
+        "received": obj,
+        "types": {
+            "title": "str",
+            "pages": "int",
+            "tags": "list",
+            "draft": "bool",
+            "parent": "NoneType",
+        },
+    }
+
+
+def test_a_background_job_returns_in_well_under_its_run_time(start) -> None:
+    start()
+    began = time.monotonic()
+    handle = islandora_job.submit_background("sleep", 1.0)
+    assert time.monotonic() - began < 0.2
+    assert handle.startswith("H:")
+    status = islandora_job.job_status(handle)
+    assert status.known
+
+
+def test_a_batch_of_5_one_second_jobs_is_faster_with_5_workers_than_with_1(start) -> None:
+    batch = [{"job_name": "sleep", "args": [1.0, i]} for i in range(5)]
+    start("one.pid")
+    began = time.monotonic()
+    assert islandora_job.submit_batch(batch) is True
+    with_one = time.monotonic() - began
+    for i in range(4):
+        start(f"more-{i}.pid")
+    began = time.monotonic()
+    assert islandora_job.submit_batch(batch) is True
+    with_five = time.monotonic() - began
+    assert with_one >= 5.0
+    assert with_five < 2.5 < with_one
+
+
+# -- results, failures, timeouts --------------------------------------------------------
+
+
+def test_arguments_with_nul_newlines_and_non_ascii_round_trip_through_a_worker(start) -> None:
+    start()
+    args = ["nul\0byte", "new\nline", "naïve ☃ 漢字 🦀", {"k\0": ["\n"]}]
+    assert islandora_job.submit("echo", *args) == args
+
+
+def test_a_job_that_raised_gives_job_failed_with_the_remote_type_and_message(start) -> None:
+    start()
+    with pytest.raises(JobFailed, match=r"job 'fail' failed: ValueError: no ☃") as info:
+        islandora_job.submit("fail", "no ☃")
+    assert (info.value.job_name, info.value.type, info.value.message) == (
+        "fail",
+        "ValueError",
+        "no ☃",
+    )
+
+
+def test_a_job_with_no_worker_times_out_naming_the_job_and_queue_status(gearman_server) -> None:
+    client = JobClient()
+    before = _connections_to(gearman_server.port)
+    began = time.monotonic()
+    with pytest.raises(JobTimeout) as info:
+        client.submit("nobody_serves_this", 1, timeout=0.3)
+    assert 0.3 <= time.monotonic() - began < 2
+    message = str(info.value)
+    assert "job 'nobody_serves_this' did not end within 0.3 s" in message
+    assert f"no worker registered for 'nobody_serves_this' on {gearman_server.address}" in message
+    assert info.value.job_name == "nobody_serves_this"
+    assert _connections_to(gearman_server.port) == before
+
+
+def test_submitting_a_job_not_registered_here_is_allowed(gearman_server) -> None:
+    handle = islandora_job.submit_background("registered_elsewhere", "x")
+    assert handle.startswith("H:")
+    assert _queued(gearman_server.address, "registered_elsewhere") == 1
+
+
+def test_arguments_json_cannot_encode_are_refused_before_sending(gearman_server) -> None:
+    with pytest.raises(TypeError, match="serialize them"):
+        islandora_job.submit_background("never_sent", object())
+    assert _queued(gearman_server.address, "never_sent") == 0
+
+
+def test_a_payload_over_the_maximum_is_refused_before_sending(gearman_server) -> None:
+    client = JobClient(max_payload=100)
+    with pytest.raises(islandora_job.PayloadError, match="maximum of 100"):
+        client.submit_background("too_big", "x" * 200)
+    assert _queued(gearman_server.address, "too_big") == 0
+
+
+# -- batches --------------------------------------------------------------------------------
+
+
+def test_a_batch_with_a_failing_job_returns_false(start) -> None:
+    start()
+    assert (
+        islandora_job.submit_batch([{"job_name": "add", "args": [1]}, {"job_name": "fail"}])
+        is False
+    )
+    assert (
+        islandora_job.submit_batch([{"job_name": "hello"}, {"job_name": "add", "args": [1, 2]}])
+        is True
+    )
+    assert islandora_job.submit_batch([]) is True
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [
+        ("not a dict", TypeError, "batch entry 1 is a str"),
+        ({"args": []}, ValueError, "batch entry 1 has no job_name"),
+        ({"job_name": "x", "arg": []}, ValueError, r"unknown keys \['arg'\]"),
+        ({"job_name": "x", "args": "abc"}, TypeError, "args must be a list"),
+        ({"job_name": "", "args": []}, ValueError, "batch entry 1: the job name is empty"),
+        ({"job_name": "x", "args": [object()]}, TypeError, "serialize them"),
+    ],
+)
+def test_a_bad_batch_entry_is_refused_before_anything_is_sent(
+    gearman_server, bad: object, error: type[Exception], message: str
+) -> None:
+    batch = [{"job_name": "batch_first", "args": []}, bad]
+    with pytest.raises(error, match=message):
+        islandora_job.submit_batch(batch)  # type: ignore[arg-type]
+    assert _queued(gearman_server.address, "batch_first") == 0
+
+
+def test_a_batch_times_out_naming_its_jobs(gearman_server) -> None:
+    with pytest.raises(
+        JobTimeout, match=r"'batch_nobody_a, batch_nobody_b' did not end within 0\.2 s"
+    ):
+        islandora_job.submit_batch(
+            [{"job_name": "batch_nobody_a"}, {"job_name": "batch_nobody_b"}], timeout=0.2
+        )
+
+
+# -- clients and settings -------------------------------------------------------------------
+
+
+def test_module_functions_follow_configure(start) -> None:
+    start()
+    assert islandora_job.submit("hello") == "hello world"
+    previous = islandora_job.configure(servers=["127.0.0.1:1"])
+    try:
+        with pytest.raises(ServerUnavailable):
+            islandora_job.submit("hello")
+    finally:
+        islandora_job.restore(previous)
+    assert islandora_job.submit("hello") == "hello world"
+
+
+def test_a_job_client_is_bound_to_its_servers(start, gearman_server) -> None:
+    start()
+    previous = islandora_job.configure(servers=["127.0.0.1:1"])
+    try:
+        with JobClient([gearman_server.address]) as client:
+            assert client.servers == (gearman_server.address,)
+            assert client.submit("add", 2, 2) == 4
+            handle = client.submit_background("hello")
+            assert client.job_status(handle).handle == handle
+            assert client.submit_batch([{"job_name": "hello"}]) is True
+    finally:
+        islandora_job.restore(previous)
+
+
+def test_job_client_refuses_malformed_servers() -> None:
+    with pytest.raises(ValueError, match="host:port"):
+        JobClient(["gm:port"])

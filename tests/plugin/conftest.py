@@ -1,0 +1,56 @@
+"""Helpers for the plugin's own pytester tests."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import psutil
+import pytest
+
+JOBS_MODULE = """
+import time
+
+def register_jobs():
+    return {"ping": "leakjobs:ping", "nap": "leakjobs:nap"}
+
+def ping():
+    return "pong"
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+"""
+
+
+class Marked:
+    """An environment marker that every process a pytester run starts inherits."""
+
+    def __init__(self) -> None:
+        self.value = uuid.uuid4().hex
+
+    def processes(self) -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.environ().get("ISLANDORA_JOB_LEAK_MARK") == self.value:
+                    found.append(proc)
+            except (psutil.Error, OSError):
+                continue
+        return found
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Marked:
+    """A pytester project with a job module `leakjobs` and a marker for its processes."""
+    pytester.makepyfile(leakjobs=JOBS_MODULE)
+    pytester.makeini("[pytest]\nislandora_job_modules = leakjobs\n")
+    mark = Marked()
+    monkeypatch.setenv("ISLANDORA_JOB_LEAK_MARK", mark.value)
+    monkeypatch.setenv(
+        "PYTHONPATH", str(pytester.path) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
+    # A run of our own must not point the inner run at our servers.
+    for name in ("ISLANDORA_JOB_SERVERS", "ISLANDORA_JOB_TEMP_DIR", "ISLANDORA_JOB_MODULES"):
+        monkeypatch.delenv(name, raising=False)
+    return mark
