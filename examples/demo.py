@@ -38,7 +38,7 @@ def main() -> int:
 
 
 def run_jobs(workdir: Path) -> None:
-    print("registered jobs:", ", ".join(sorted(islandora_job.registry.load().jobs)))
+    print("registered jobs:", ", ".join(sorted(islandora_job.registry.load_registry().jobs)))
     assert islandora_job.start_worker("demo-worker.pid")
     print("worker started, pidfile", workdir / "demo-worker.pid")
     try:

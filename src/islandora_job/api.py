@@ -88,7 +88,13 @@ def _failure(job_name: str, result: JobResult) -> JobFailed:
         # WORK_DATA before WORK_FAIL: that output is our failure JSON.
         remote = payload.decode_failure(b"".join(result.partial))
     else:
-        remote = payload.RemoteFailure("", "the worker reported a failure without details")
+        # A bare WORK_FAIL also comes from gearmand itself when it drops a job whose
+        # workers died holding it more often than its --job-retries allows.
+        remote = payload.RemoteFailure(
+            "",
+            "failed without details: the worker failed it, or gearmand gave it up after "
+            "workers holding it died (gearmand --job-retries)",
+        )
     return JobFailed(job_name, remote.type, remote.message)
 
 

@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from islandora_job import api, workers
+from islandora_job import api, queue, workers
 from islandora_job.config import ENV_MODULES, ENV_SERVERS, configure, restore, settings
 from islandora_job.gearman.admin import AdminError, GearmanAdmin
 from islandora_job.gearman.client import ServerError
@@ -34,6 +34,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     ServerError,
     AdminError,
     ProtocolError,
+    queue.QueueTableError,
     ValueError,
     TypeError,
     OSError,  # includes JobTimeout, ServerUnavailable, a missing file
@@ -157,7 +158,26 @@ def _jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from-table",
+        metavar="DSN",
+        help="count jobs left per function in a persistent queue table instead: "
+        "mysql://user:pw@host:port/db, postgresql://user@host:port/db or sqlite:///path",
+    )
+    parser.add_argument(
+        "--table", default=queue.DEFAULT_TABLE, help="the queue table (default: %(default)s)"
+    )
+
+
 def _status(args: argparse.Namespace) -> int:
+    if args.from_table is not None:
+        counts = queue.counts_from_table(args.from_table, args.table)
+        if counts:
+            _table([("FUNCTION", "JOBS"), *counts.items()])
+        else:
+            print(f"no jobs left in table {args.table}")
+        return 0
     rows: list[tuple[object, ...]] = [("SERVER", "FUNCTION", "QUEUED", "RUNNING", "WORKERS")]
     for server in settings().servers:
         with GearmanAdmin(server) as admin:
@@ -166,6 +186,17 @@ def _status(args: argparse.Namespace) -> int:
         print("no functions known to the servers")
     else:
         _table(rows)
+    return 0
+
+
+def _clear_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("function", nargs="?", help="clear only this function's jobs")
+
+
+def _clear(args: argparse.Namespace) -> int:
+    cleared = queue.clear(settings().servers, args.function)
+    which = f" of {args.function}" if args.function is not None else ""
+    print(f"cleared {cleared} queued job{'s' if cleared != 1 else ''}{which}")
     return 0
 
 
@@ -233,7 +264,13 @@ COMMANDS: list[Command] = [
     Command("submit", "run a job and print its JSON result", _submit_arguments, _submit),
     Command("batch", "run a batch of jobs concurrently", _batch_arguments, _batch),
     Command("jobs", "list the registered jobs and where they come from", _no_arguments, _jobs),
-    Command("status", "per function: jobs queued, running, workers", _no_arguments, _status),
+    Command("status", "per function: jobs queued, running, workers", _status_arguments, _status),
+    Command(
+        "clear",
+        "forget queued jobs (not running ones), in gearmand and its queue table",
+        _clear_arguments,
+        _clear,
+    ),
     Command(
         "start-worker",
         "start a detached worker named by a pidfile",

@@ -26,6 +26,7 @@ from islandora_job.gearman.protocol import PacketType, ProtocolError, request
 __all__ = [
     "DEFAULT_TABLE",
     "FunctionCount",
+    "QueueTableError",
     "check_table_name",
     "clear",
     "counts_from_table",
@@ -38,6 +39,10 @@ __all__ = [
 DEFAULT_TABLE = "gearman_queue"
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _GRAB = request(PacketType.GRAB_JOB)
+
+
+class QueueTableError(Exception):
+    """A queue table could not be read (missing, or not gearmand's layout)."""
 
 
 @dataclass(frozen=True)
@@ -115,13 +120,22 @@ def table_counts(connection: Any, table: str = DEFAULT_TABLE) -> dict[str, int]:
 def counts_from_table(dsn: str, table: str = DEFAULT_TABLE) -> dict[str, int]:
     """Jobs left per function in the queue table at `dsn` (mysql://, postgresql://, sqlite://).
 
-    Raises DSNError (a ValueError) on a bad DSN and DatabaseUnavailable (a ConnectionError)
-    when the database cannot be reached; neither message holds the password.
+    Raises DSNError (a ValueError) on a bad DSN, DatabaseUnavailable (a ConnectionError) when
+    the database cannot be reached, QueueTableError when the table cannot be read; no message
+    holds the password.
     """
     from pytest_islandora_job.databases.dsn import parse_dsn
 
-    with contextlib.closing(parse_dsn(dsn).connect()) as conn:
-        return table_counts(conn, table)
+    parsed = parse_dsn(dsn)
+    with contextlib.closing(parsed.connect()) as conn:
+        try:
+            return table_counts(conn, table)
+        except Exception as exc:  # the driver's own errors: no such table, no rights
+            reason = parsed.scrub(" ".join(str(exc).split()))
+            raise QueueTableError(
+                f"cannot read table {table} at {parsed.describe()}: {reason}; "
+                "check the table name (--table) and that gearmand has created it"
+            ) from None
 
 
 def clear(servers: Sequence[str], function: str | None = None, timeout: float = 5.0) -> int:

@@ -24,8 +24,6 @@ from islandora_job.gearman.admin import GearmanAdmin, WorkerInfo
 from islandora_job.gearman.client import GearmanClient
 from islandora_job.workers import client_id
 
-JOBS = ("add", "append", "describe", "echo", "fail", "hello", "pid", "sleep")
-
 
 def _workers(address: str) -> list[WorkerInfo]:
     with GearmanAdmin(address) as admin:
@@ -100,7 +98,7 @@ def test_start_worker_registers_it_and_stop_worker_stops_it(gearman_server, job_
         assert os.getsid(pid) == pid  # detached: a session of its own
         (worker,) = _workers(gearman_server.address)
         assert worker.client_id == client_id(pid)
-        assert sorted(worker.functions) == list(JOBS)
+        assert sorted(worker.functions) == list(islandora_job.load_registry().jobs)
         assert islandora_job.worker_log_path("w.pid") == job_settings / "w.pid.log"
         assert "serving add, append" in islandora_job.worker_log_path("w.pid").read_text()
         assert islandora_job.start_worker("w.pid") is False
@@ -391,7 +389,7 @@ def test_the_worker_via_the_gearman_cli(cli_process, gearman_server, job_setting
     worker = cli_process("worker", "--via-gearman-cli", "--pidfile", "cli.pid")
     _wait_for(lambda: _workers(gearman_server.address))
     (info,) = _workers(gearman_server.address)
-    assert sorted(info.functions) == list(JOBS)
+    assert sorted(info.functions) == list(islandora_job.load_registry().jobs)
     assert _pid(job_settings, "cli.pid") == worker.pid
     (tool,) = psutil.Process(worker.pid).children()
     assert tool.cmdline()[:3] == [shutil.which("gearman"), "-w", "-f"]

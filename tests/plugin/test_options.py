@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pytest_islandora_job import config
@@ -76,3 +78,9 @@ def test_unknown_persistent_queue_is_a_usage_error(pytester: pytest.Pytester):
     pytester.makepyfile("def test_it(persistent_gearman_server): pass")
     result = pytester.runpytest()
     result.stderr.fnmatch_lines(["*gearman_queues: unknown oracle; use mysql postgres sqlite*"])
+
+
+def test_the_readme_documents_every_option():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for option in config.OPTIONS:
+        assert f"| `{config.flag(option)}` | `{option.name}` |" in readme

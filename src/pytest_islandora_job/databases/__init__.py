@@ -1,22 +1,27 @@
-"""The persistent queue's database: MariaDB/MySQL, PostgreSQL or SQLite."""
+"""The persistent queue's database: MariaDB/MySQL, PostgreSQL or SQLite.
+
+Imports stay lazy here: `islandora_job.queue` reads DSNs through `databases.dsn` without
+pulling in pytest or the server machinery.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
-
-from pytest_islandora_job.databases.base import PersistedJob, QueueDatabase
-from pytest_islandora_job.databases.dsn import DSN, DSNError, parse_dsn
-
 if TYPE_CHECKING:
     from pytest_islandora_job.config import ServerSettings
+    from pytest_islandora_job.databases.base import QueueDatabase
+    from pytest_islandora_job.databases.dsn import DSN
 
-__all__ = ["PersistedJob", "QueueDatabase", "make_database"]
+__all__ = ["make_database"]
 
 
 def _server_dsn(text: str | None, kind: str, option: str) -> DSN | None:
+    import pytest
+
+    from pytest_islandora_job.databases.dsn import DSNError, parse_dsn
+
     if text is None:
         return None
     try:

@@ -110,6 +110,12 @@ class QueueDatabase(abc.ABC):
     def dsn(self) -> DSN:
         """The DSN of the queue's database (valid after start())."""
 
+    @property
+    def gearmand_dsn(self) -> DSN:
+        """Where gearmand reaches the database: `dsn`, unless gearmand runs elsewhere (in a
+        container, reaching the database by a network alias or a mounted path)."""
+        return self.dsn
+
     def redacted_args(self) -> list[str]:
         """gearmand_args() with secret values replaced by ***, safe to log or print."""
         args = self.gearmand_args()

@@ -124,7 +124,7 @@ class MySQLQueue(ServerQueue):
         return f"DROP DATABASE IF EXISTS `{self.database_name}`"
 
     def gearmand_args(self) -> list[str]:
-        dsn = self.dsn
+        dsn = self.gearmand_dsn
         # To the MySQL client library "localhost" means the Unix socket, not TCP.
         host = "127.0.0.1" if dsn.host == "localhost" else dsn.host
         args = ["-q", "MySQL", "--mysql-host", host, "--mysql-port", str(dsn.port)]

@@ -161,7 +161,7 @@ class PostgresQueue(ServerQueue):
         super().stop()
 
     def gearmand_args(self) -> list[str]:
-        dsn = self.dsn
+        dsn = self.gearmand_dsn
         conninfo = {"host": dsn.host, "port": str(dsn.port), "user": dsn.user,
                     "dbname": dsn.database}  # fmt: skip
         if dsn.password:

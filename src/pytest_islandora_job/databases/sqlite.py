@@ -39,7 +39,7 @@ class SQLiteQueue(QueueDatabase):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
     def gearmand_args(self) -> list[str]:
-        return ["-q", "libsqlite3", "--libsqlite3-db", str(self.path),
+        return ["-q", "libsqlite3", "--libsqlite3-db", self.gearmand_dsn.database,
                 "--libsqlite3-table", self.table]  # fmt: skip
 
     def describe(self) -> str:

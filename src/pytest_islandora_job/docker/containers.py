@@ -123,6 +123,14 @@ def make_network(role: str, labels: Mapping[str, str] | None = None) -> Network:
     return Network(docker_network_kw={"labels": run_labels(role, labels)}).create()
 
 
+def remove_network(network: Network) -> None:
+    """Remove a network; one already gone is fine."""
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.NotFound):
+        network.remove()
+
+
 def make_container(
     image: str,
     command: list[str],
