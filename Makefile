@@ -8,7 +8,7 @@ APT_PACKAGES := gearman-job-server gearman-tools mariadb-server mariadb-client p
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?= -n 2
 
-.PHONY: help system-deps venv venv-test demo test bench lint clean
+.PHONY: help system-deps venv venv-test compile demo test bench lint clean
 
 help:
 	@echo "make demo   install what is missing, then run a job end to end through a real gearmand"
@@ -39,16 +39,21 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 venv: $(VENV)/.installed
 venv-test: $(VENV)/.installed-test
 
-demo: system-deps venv
+# Editable installs are not byte-compiled and PYTHONDONTWRITEBYTECODE may forbid caching:
+# compile up front so no worker process pays for compiling the package at start-up.
+compile: venv
+	$(PY) -m compileall -q src examples >/dev/null
+
+demo: system-deps venv compile
 	$(PY) -m pip install -q -e examples/derivatives
 	$(PY) examples/demo.py
 	$(VENV)/bin/pytest -q -p no:cacheprovider -c examples/derivatives/pyproject.toml examples/derivatives/tests
 
-test: system-deps venv-test
+test: system-deps venv-test compile
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-bench: system-deps venv-test
-	$(PY) -m benchmarks
+bench: system-deps venv-test compile
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 lint: venv-test
 	$(VENV)/bin/ruff check src tests benchmarks examples

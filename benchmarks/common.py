@@ -108,7 +108,7 @@ def load() -> str:
 def _cell(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
-    if unit == "ms":
+    if unit in ("ms", "us"):
         return f"{value:,.1f}"
     if unit in ("s", "x"):
         return f"{value:,.2f}"
@@ -117,7 +117,19 @@ def _cell(value: float | None, unit: str) -> str:
 
 def table(rows: Sequence[Row]) -> str:
     """The rows as one fixed-width text table."""
-    head = ("benchmark", "figure", "unit", "median", "min", "max", "reference", "ref", "ratio", "target", "met")
+    head = (
+        "benchmark",
+        "figure",
+        "unit",
+        "median",
+        "min",
+        "max",
+        "reference",
+        "ref",
+        "ratio",
+        "target",
+        "met",
+    )
     lines = [head]
     for row in rows:
         v, r = row.value, row.ref_value
@@ -141,7 +153,10 @@ def table(rows: Sequence[Row]) -> str:
     numeric = {3, 4, 5, 7, 8}
     out = []
     for n, line in enumerate(lines):
-        cells = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))]
+        cells = [
+            c.rjust(w) if i in numeric else c.ljust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
         out.append("  ".join(cells).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
@@ -150,7 +165,9 @@ def table(rows: Sequence[Row]) -> str:
 
 def write_json(path: Path, rows: Sequence[Row], meta: dict[str, object]) -> None:
     """Write the run's metadata and rows as JSON."""
-    path.write_text(json.dumps({"meta": meta, "rows": [r.to_json() for r in rows]}, indent=2) + "\n")
+    path.write_text(
+        json.dumps({"meta": meta, "rows": [r.to_json() for r in rows]}, indent=2) + "\n"
+    )
 
 
 @contextlib.contextmanager

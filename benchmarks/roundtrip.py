@@ -31,15 +31,19 @@ from islandora_job.gearman.client import GearmanClient
 SECTION = "1 foreground"
 JOBS = 2000
 # One router process per job: 2,000 of them would take minutes.
-CLI_JOBS = 100
+CLI_JOBS = 20
+CLI_RUNS = 3
 C_FUNCTION = "f"
 TARGET = 0.8
 
 
-def _c_argv(address: str, *args: str) -> list[str]:
+def c_argv(address: str, *args: str) -> list[str]:
+    """The C `gearman` tool command line for this server; FileNotFoundError when missing."""
     tool = shutil.which("gearman")
     if tool is None:
-        raise FileNotFoundError("the C `gearman` tool is not installed: apt-get install gearman-tools")
+        raise FileNotFoundError(
+            "the C `gearman` tool is not installed: apt-get install gearman-tools"
+        )
     host, _, port = address.rpartition(":")
     return [tool, "-h", host, "-p", port, *args]
 
@@ -66,7 +70,7 @@ def c_client_rate(address: str, jobs: int, worker_output: Path) -> float:
     lines = "".join(f"{i}\n" for i in range(jobs)).encode()
     expected = sum(len(str(i)) for i in range(jobs))
     before = worker_output.stat().st_size
-    argv = _c_argv(address, "-N", "-f", C_FUNCTION)
+    argv = c_argv(address, "-N", "-f", C_FUNCTION)
     start = time.perf_counter()
     done = subprocess.run(argv, input=lines, capture_output=True, timeout=300, check=False)
     elapsed = time.perf_counter() - start
@@ -75,6 +79,19 @@ def c_client_rate(address: str, jobs: int, worker_output: Path) -> float:
         raise RuntimeError(
             f"the C pair ran {ran} of {expected} bytes of jobs: {done.stderr[-200:]!r}"
         )
+    return jobs / elapsed
+
+
+def c_client_json_rate(address: str, jobs: int) -> float:
+    """Jobs/s of the C client sending our JSON payloads (one line each) to the native worker."""
+    lines = b"".join(payload.encode("echo", [i]) + b"\n" for i in range(jobs))
+    argv = c_argv(address, "-N", "-f", "echo")
+    start = time.perf_counter()
+    done = subprocess.run(argv, input=lines, capture_output=True, timeout=300, check=False)
+    elapsed = time.perf_counter() - start
+    expected = "".join(f"[{i}]" for i in range(jobs)).encode()
+    if done.returncode or done.stdout.replace(b"\n", b"") != expected:
+        raise RuntimeError(f"the C client did not get every echo back: {done.stderr[-200:]!r}")
     return jobs / elapsed
 
 
@@ -88,21 +105,21 @@ def submit_rate(jobs: int) -> float:
     return jobs / (time.perf_counter() - start)
 
 
-def protocol_rate(address: str, jobs: int) -> float:
+def protocol_rate(address: str, jobs: int, function: str = "echo") -> float:
     """Jobs/s of GearmanClient.submit with payloads JSON-encoded beforehand."""
     data = [payload.encode("echo", [i]) for i in range(jobs)]
     with GearmanClient([address]) as client:
         start = time.perf_counter()
         for item in data:
-            if not client.submit("echo", item).ok:
-                raise RuntimeError("echo job failed")
+            if not client.submit(function, item).ok:
+                raise RuntimeError(f"job on {function!r} failed")
         return jobs / (time.perf_counter() - start)
 
 
 def _start_c_worker(address: str, output: Path) -> subprocess.Popen[bytes]:
     with output.open("wb") as out:
         worker = subprocess.Popen(
-            _c_argv(address, "-w", "-f", C_FUNCTION),
+            c_argv(address, "-w", "-f", C_FUNCTION),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.DEVNULL,
@@ -120,11 +137,18 @@ def _start_cli_worker(address: str) -> subprocess.Popen[bytes]:
 
 
 def run(runs: int) -> list[Row]:
-    """Measure the three pairs; runs repetitions each (fewer for the per-job-process worker)."""
-    c_rates: list[float] = []
-    ours: list[float] = []
-    protocol: list[float] = []
-    cli: list[float] = []
+    """Measure every pair `runs` times, alternating; the CLI worker fewer times on fewer jobs.
+
+    Besides the two pairs the target compares, the mixed pairs (C client with our worker, our
+    protocol client with the C worker) say which side a gap comes from.
+    """
+    pairs: dict[str, list[float]] = {
+        "c": [],
+        "submit": [],
+        "protocol": [],
+        "c_client": [],
+        "c_worker": [],
+    }
     with workdir("roundtrip") as where, gearmand(where / "gearmand") as server:
         address = server.address
         with job_settings(server, where):
@@ -132,26 +156,35 @@ def run(runs: int) -> list[Row]:
             c_worker = _start_c_worker(address, c_output)
             try:
                 with native_workers(1, "roundtrip"):
-                    # Warm up: imports, connections, gearmand's function tables.
-                    c_client_rate(address, 50, c_output)
-                    submit_rate(50)
+                    measures = {
+                        "c": lambda n: c_client_rate(address, n, c_output),
+                        "submit": submit_rate,
+                        "protocol": lambda n: protocol_rate(address, n),
+                        "c_client": lambda n: c_client_json_rate(address, n),
+                        "c_worker": lambda n: protocol_rate(address, n, C_FUNCTION),
+                    }
+                    for measure in measures.values():  # warm up imports, connections, tables
+                        measure(50)
                     for _ in range(runs):
-                        c_rates.append(c_client_rate(address, JOBS, c_output))
-                        ours.append(submit_rate(JOBS))
-                        protocol.append(protocol_rate(address, JOBS))
+                        for name, measure in measures.items():
+                            pairs[name].append(measure(JOBS))
             finally:
                 stop_process(c_worker)
             cli_worker = _start_cli_worker(address)
             try:
-                submit_rate(5)
-                cli = [submit_rate(CLI_JOBS) for _ in range(max(2, runs // 2))]
+                submit_rate(2)
+                cli = [submit_rate(CLI_JOBS) for _ in range(CLI_RUNS)]
             finally:
                 stop_process(cli_worker)
-    c = Stats.of(c_rates)
-    ref = "C gearman -N / -w"
-    mine = Stats.of(ours)
+    c = Stats.of(pairs["c"])
+    mine = Stats.of(pairs["submit"])
+    ref = "C client + C worker"
+
+    def row(name: str, samples: list[float], jobs: int = JOBS) -> Row:
+        return Row(SECTION, f"{name}, {jobs} jobs", "jobs/s", Stats.of(samples), ref, c)
+
     return [
-        Row(SECTION, f"C pair, {JOBS} jobs (reference)", "jobs/s", c),
+        Row(SECTION, f"C client + C worker (gearman -N / -w), {JOBS} jobs", "jobs/s", c),
         Row(
             SECTION,
             f"islandora_job.submit() + native worker, {JOBS} jobs",
@@ -162,20 +195,8 @@ def run(runs: int) -> list[Row]:
             f">= {TARGET} x C",
             mine.median >= TARGET * c.median,
         ),
-        Row(
-            SECTION,
-            f"GearmanClient.submit (pre-encoded JSON) + native worker, {JOBS} jobs",
-            "jobs/s",
-            Stats.of(protocol),
-            ref,
-            c,
-        ),
-        Row(
-            SECTION,
-            f"islandora_job.submit() + --via-gearman-cli worker, {CLI_JOBS} jobs",
-            "jobs/s",
-            Stats.of(cli),
-            ref,
-            c,
-        ),
+        row("GearmanClient.submit (JSON pre-encoded) + native worker", pairs["protocol"]),
+        row("C client (JSON lines) + native worker", pairs["c_client"]),
+        row("GearmanClient.submit + C worker", pairs["c_worker"]),
+        row("islandora_job.submit() + --via-gearman-cli worker", cli, CLI_JOBS),
     ]

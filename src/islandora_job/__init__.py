@@ -14,7 +14,7 @@ from islandora_job.api import (
     submit_background,
     submit_batch,
 )
-from islandora_job.config import Overrides, Settings, configure, restore, settings
+from islandora_job.config import Overrides, Settings, configure, configured, restore, settings
 from islandora_job.gearman.client import JobStatus
 from islandora_job.payload import PayloadError
 from islandora_job.registry import JobSpec, Registry, RegistryError, UnknownJob, load_registry
@@ -44,6 +44,7 @@ __all__ = [
     "WorkerRunning",
     "WorkerStartError",
     "configure",
+    "configured",
     "job_status",
     "load_registry",
     "restore",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import itertools
 import logging
 import os
@@ -20,11 +21,10 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-import filelock
 import psutil
 
 from islandora_job import payload
@@ -185,9 +185,21 @@ def _reap_exited_children() -> None:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Serialise check / remove-stale / create of one pidfile across processes."""
-    with filelock.FileLock(path.with_name(path.name + ".lock"), poll_interval=_POLL):
+    """Serialise check / remove-stale / create of one pidfile across processes and threads.
+
+    A blocking flock on `<pidfile>.lock`: it wakes the moment the holder is done, never
+    follows a symbolic link, and costs a worker's start-up no import.
+    """
+    fd = os.open(
+        path.with_name(path.name + ".lock"),
+        os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o644,
+    )
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def _clear_stale(path: Path) -> int | None:
@@ -272,13 +284,6 @@ def _log_tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _registered_on(server: str, pid: int, jobs: set[str]) -> bool:
-    with GearmanAdmin(server, timeout=2.0) as admin:
-        return any(
-            w.client_id == client_id(pid) and jobs <= set(w.functions) for w in admin.workers()
-        )
-
-
 def _wait_registered(
     child: subprocess.Popen[bytes], path: Path, resolved: Settings, jobs: set[str], timeout: float
 ) -> None:
@@ -286,31 +291,42 @@ def _wait_registered(
     pending = list(resolved.servers)
     deadline = time.monotonic() + timeout
     last_error = ""
-    while pending:
-        try:
-            if _registered_on(pending[0], child.pid, jobs):
-                pending.pop(0)
-                continue
-        except (OSError, AdminError, ProtocolError) as exc:
-            last_error = f" (last error: {exc})"
-        code = child.poll()
-        if code is not None or time.monotonic() > deadline:
-            if code is None:
-                # Not registered, so no job in hand: nothing to let finish.
-                child.kill()
-                child.wait()
-            _children.pop(child.pid, None)
-            _remove_pidfile(path, child.pid)
-            what = (
-                f"exited with status {code}"
-                if code is not None
-                else f"did not register on {pending[0]} within {timeout} s{last_error}"
-            )
-            tail = _log_tail(_log_path(path))
-            raise WorkerStartError(
-                f"worker for pidfile {path} {what}; its log {_log_path(path)} ends:\n{tail}"
-            )
-        time.sleep(_POLL)
+    code = None
+    words = {word for job in jobs for word in job.split(" ") if word}
+    with contextlib.ExitStack() as stack:
+        admins = {s: stack.enter_context(GearmanAdmin(s, timeout=2.0)) for s in pending}
+        while pending:
+            try:
+                # Admin `workers` separates function names by spaces: "a b" shows as a, b.
+                if any(
+                    w.client_id == client_id(child.pid) and words <= set(w.functions)
+                    for w in admins[pending[0]].workers()
+                ):
+                    pending.pop(0)
+                    continue
+            except (OSError, AdminError, ProtocolError) as exc:
+                last_error = f" (last error: {exc})"
+            code = child.poll()
+            if code is not None or time.monotonic() > deadline:
+                break
+            time.sleep(_POLL)
+    if not pending:
+        return
+    if code is None:
+        # Not registered, so no job in hand: nothing to let finish.
+        child.kill()
+        child.wait()
+    _children.pop(child.pid, None)
+    _remove_pidfile(path, child.pid)
+    what = (
+        f"exited with status {code}"
+        if code is not None
+        else f"did not register on {pending[0]} within {timeout} s{last_error}"
+    )
+    raise WorkerStartError(
+        f"worker for pidfile {path} {what}; its log {_log_path(path)} ends:\n"
+        + _log_tail(_log_path(path))
+    )
 
 
 def start_worker(pidfile: str, *, timeout: float = 30.0) -> bool:
@@ -462,7 +478,9 @@ def _pidfile(pidfile: str | os.PathLike[str] | None) -> Iterator[None]:
         _remove_pidfile(path, os.getpid())
 
 
-def _handler(registry: Registry, max_payload: int):
+def _handler(registry: Registry, max_payload: int) -> Callable[[WorkerJob], bytes]:
+    """The worker's handler for every job: decode, check, resolve, call, encode."""
+
     def handle(job: WorkerJob) -> bytes:
         try:
             name, args = payload.decode(job.data, job.function, max_size=max_payload)

@@ -132,8 +132,9 @@ class ServerSettings:
     extra_args: tuple[str, ...] = ()
     servers: tuple[str, ...] = ()
     image: str | None = None
-    mysql_dsn: str | None = None
-    postgres_dsn: str | None = None
+    # DSNs may hold a password: kept out of repr, which pytest prints in assertion reports.
+    mysql_dsn: str | None = field(default=None, repr=False)
+    postgres_dsn: str | None = field(default=None, repr=False)
     start_timeout: float = 30.0
     labels: dict[str, str] = field(default_factory=dict)
 

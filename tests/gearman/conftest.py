@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+import uuid
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from islandora_job.gearman import GearmanAdmin, ServerUnavailable
+from islandora_job.gearman import GearmanAdmin, GearmanWorker, ServerUnavailable
 from pytest_islandora_job.ports import claim_port, release
 
 GEARMAND = shutil.which("gearmand") or "/usr/sbin/gearmand"
@@ -129,3 +133,82 @@ def free_port() -> Iterator[int]:
     port = claim_port()
     yield port
     release(port)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` until it is true; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.01)
+
+
+@contextmanager
+def worker_thread(worker: GearmanWorker, servers: int = 1) -> Iterator[GearmanWorker]:
+    """Run ``worker.work()`` in a thread until the block ends; wait until ``servers`` servers
+    registered it; stop, join and close it afterwards."""
+    thread = threading.Thread(target=worker.work, name="gearman-worker", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(worker.registered_on()) >= servers)
+        yield worker
+    finally:
+        worker.request_stop()
+        thread.join(10)
+        worker.close()
+    assert not thread.is_alive(), "worker thread did not stop"
+
+
+WORKER_MAIN = Path(__file__).with_name("worker_main.py")
+
+
+class WorkerProcess:
+    """A worker_main.py process; its functions are ``prefix + name``."""
+
+    def __init__(self, servers: list[str], record_file: Path | None = None) -> None:
+        self.servers = servers
+        self.client_id = f"w-{uuid.uuid4().hex[:12]}"
+        self.prefix = f"{self.client_id}-"
+        command = [sys.executable, str(WORKER_MAIN), ",".join(servers), self.client_id, self.prefix]
+        if record_file is not None:
+            command.append(str(record_file))
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+
+    def registered_on(self, address: str) -> bool:
+        """True once the server at ``address`` lists this worker with its functions."""
+        assert self.process.poll() is None, f"worker exited with {self.process.returncode}"
+        try:
+            with GearmanAdmin(address) as admin:
+                rows = admin.workers()
+        except ServerUnavailable:
+            return False
+        return any(w.client_id == self.client_id and len(w.functions) == 6 for w in rows)
+
+    def stop(self) -> int:
+        """SIGTERM and wait; return the exit status."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture
+def worker_process() -> Iterator[Callable[..., WorkerProcess]]:
+    """Start worker_main.py processes, ready once registered on their first live server."""
+    started: list[WorkerProcess] = []
+
+    def start(servers: list[str], record_file: Path | None = None, wait: bool = True):
+        worker = WorkerProcess(servers, record_file)
+        started.append(worker)
+        if wait:
+            wait_until(lambda: any(worker.registered_on(a) for a in servers), timeout=15)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -174,7 +174,11 @@ class GearmanAdmin:
         return result
 
     def cancel_job(self, handle: str) -> bool:
-        """Remove a queued (not yet running) job; False when the server does not know it."""
+        """Cancel a queued (not yet running) job; False when the server does not know it.
+
+        gearmand marks the job ignored: ``show_jobs`` lists it with ``ignore_job`` True until a
+        worker would take it, and then drops it without running it.
+        """
         try:
             self._command(f"cancel job {_word('handle', handle)}", block=False)
         except AdminError as exc:
@@ -197,7 +201,9 @@ class GearmanAdmin:
         return True
 
     def maxqueue(self, function: str, size: int) -> None:
-        """Limit the queue of ``function`` to ``size`` jobs (0 or less: no limit)."""
+        """Limit the queue of ``function`` to ``size`` jobs; further submits then get ERROR
+        QUEUE_ERROR (ServerError). gearmand applies it only to a function it already knows
+        (one that has had a job or a worker); ``size`` 0 or less removes the limit."""
         self._command(f"maxqueue {_word('function name', function)} {int(size)}", block=False)
 
 

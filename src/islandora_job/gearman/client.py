@@ -65,7 +65,15 @@ _BACKGROUND = {
 
 
 class GearmanTimeout(TimeoutError):
-    """No answer within the time given; the connection concerned has been closed."""
+    """No answer within the time given; the connection concerned has been closed.
+
+    ``handles`` lists the jobs gearmand had created and that had not ended. gearmand then
+    marks such a foreground job ignored: it will not run.
+    """
+
+    def __init__(self, message: str, handles: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.handles = list(handles)
 
 
 class ServerError(Exception):
@@ -162,7 +170,7 @@ def _name(function: str) -> bytes:
 
 def _unique(unique: str | None) -> bytes:
     if unique is None:
-        return uuid.uuid4().hex.encode()
+        return str(uuid.uuid4()).encode()
     if "\0" in unique:
         raise ValueError(f"unique id {unique!r} contains a NUL byte; remove it")
     return unique.encode("utf-8", "surrogateescape")
@@ -265,7 +273,12 @@ class GearmanClient:
             self._current = None
 
     def _read(
-        self, index: int, conn: Connection, deadline: float | None, waiting_for: str
+        self,
+        index: int,
+        conn: Connection,
+        deadline: float | None,
+        waiting_for: str,
+        handles: Sequence[str] = (),
     ) -> Packet:
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         try:
@@ -273,7 +286,7 @@ class GearmanClient:
         except TimeoutError:
             self._drop(index)
             raise GearmanTimeout(
-                f"{waiting_for}: no answer from gearmand at {conn.address} in time"
+                f"{waiting_for}: no answer from gearmand at {conn.address} in time", handles
             ) from None
         except (ServerUnavailable, ProtocolError):
             self._drop(index)
@@ -347,7 +360,7 @@ class GearmanClient:
         what = f"job {function!r} ({result.handle})"
         try:
             while True:
-                packet_in = self._read(index, conn, deadline, what)
+                packet_in = self._read(index, conn, deadline, what, (result.handle,))
                 if packet_in.type in _WORK_TYPES:
                     if packet_in.args[0].rstrip(b"\0") == handle and _apply(result, packet_in):
                         return result
@@ -408,7 +421,13 @@ class GearmanClient:
                 if not running and len(results) == len(jobs):
                     return results
                 waiting = len(running) + len(jobs) - len(results)
-                packet = self._read(index, conn, deadline, f"{what} ({waiting} not ended)")
+                packet = self._read(
+                    index,
+                    conn,
+                    deadline,
+                    f"{what} ({waiting} not ended)",
+                    [r.handle for r in results if r.status == "pending"],
+                )
         except ServerUnavailable as exc:
             raise ServerUnavailable(f"{what} is lost: {exc}") from exc
 

@@ -219,21 +219,25 @@ def _owner_gone(path: Path) -> bool:
     return not processes.owner_alive(tag)
 
 
-def sweep(parent: Path, keep: Callable[[Path], bool] = lambda _: False) -> None:
-    """Remove directories under `parent` left by runs that were killed outright."""
+def sweep(parent: Path, prefix: str = "") -> None:
+    """Remove directories under `parent` (named `prefix`...) whose owning process is gone."""
     if not parent.is_dir():
         return
     for path in parent.iterdir():
-        if path.is_dir() and not keep(path) and _owner_gone(path):
+        if path.name.startswith(prefix) and path.is_dir() and _owner_gone(path):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _copy_tree(source: Path, dest: Path, user: pwd.struct_passwd | None) -> None:
-    shutil.copytree(source, dest, symlinks=True)
-    if user is not None:
-        for root, dirs, files in os.walk(dest):
-            for name in (root, *(os.path.join(root, n) for n in dirs + files)):
-                os.chown(name, user.pw_uid, user.pw_gid, follow_symlinks=False)
+def _copy_tree(source: Path, dest: Path) -> None:
+    # cp -a keeps owners and modes (the database user's, when running as root) and is about
+    # twice as fast as shutil.copytree on a data directory of a thousand files.
+    done = subprocess.run(
+        ["cp", "-a", "--", str(source), str(dest)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise ServerStartError(
+            f"cannot copy the database template {source} to {dest}: {done.stderr.strip()}"
+        )
 
 
 def _run_key() -> str:
@@ -248,13 +252,14 @@ def _template_lock(key: str, timeout: float = TEMPLATE_BUILD_TIMEOUT) -> fileloc
     return filelock.FileLock(SHARED_ROOT / "templates" / f"{key}.lock", timeout=timeout)
 
 
-def _remove_made_templates() -> None:
+def remove_made_templates() -> None:
+    """Remove the templates this process built (runs at exit)."""
     for key, path in _made_templates:
         with _template_lock(key, timeout=30):
             shutil.rmtree(path, ignore_errors=True)
 
 
-atexit.register(_remove_made_templates)
+atexit.register(remove_made_templates)
 
 
 def copy_template(
@@ -269,16 +274,21 @@ def copy_template(
     templates = SHARED_ROOT / "templates"
     path = templates / f"{key}-{_run_key()}"
     templates.mkdir(parents=True, exist_ok=True)
-    # One lock per template kind, shared by every run: lock files never pile up.
+    # One lock per template kind, shared by every run: lock files never pile up. Under it,
+    # no one copies this kind, so templates of killed runs can go.
     with _template_lock(key):
         if not (path / "data").is_dir():
-            sweep(templates, keep=lambda p: p == path)
+            sweep(templates, f"{key}-")
             shutil.rmtree(path, ignore_errors=True)
             made = _private_dir(templates, f"{path.name}.", user)
-            build(made / "data", made / "build.log")
-            made.rename(path)
+            try:
+                build(made / "data", made / "build.log")
+                made.rename(path)
+            except BaseException:
+                shutil.rmtree(made, ignore_errors=True)
+                raise
             _made_templates.append((key, path))
-        _copy_tree(path / "data", dest, user)
+        _copy_tree(path / "data", dest)
 
 
 def run_to_end(argv: Sequence[str], log_path: Path, what: str, timeout: float) -> None:

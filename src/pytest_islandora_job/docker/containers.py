@@ -180,6 +180,14 @@ def start_container(container: DockerContainer, what: str) -> None:
         raise ServerStartError(f"cannot start {what} ({container.image}): {reason}") from None
 
 
+def remove_container(container: DockerContainer) -> None:
+    """Remove a container and its anonymous volumes, running or not; one already gone is fine."""
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.NotFound):
+        container.stop()
+
+
 def logs(container: DockerContainer) -> bytes:
     """Everything the container wrote to stdout and stderr, across its restarts."""
     import docker.errors
@@ -209,8 +217,8 @@ class LogFollower:
         self._thread.start()
 
     def _copy(self, stream: Any) -> None:
-        with self.path.open("wb") as out, contextlib.suppress(Exception):
-            # The stream ends when the container stops (or the engine goes away).
+        # The stream ends when the container stops or is removed, or the engine goes away.
+        with contextlib.suppress(Exception), self.path.open("wb") as out:
             for chunk in stream:
                 out.write(chunk)
                 out.flush()

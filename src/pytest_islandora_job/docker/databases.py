@@ -169,7 +169,7 @@ class DatabaseContainer(abc.ABC):
         container, self.container = self.container, None
         network, self.network = self.network, None
         if container is not None:
-            container.stop()
+            containers.remove_container(container)
         if network is not None:
             containers.remove_network(network)
         if self._claimed and self.port is not None:

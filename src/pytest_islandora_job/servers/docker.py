@@ -3,8 +3,9 @@
 The image is built once per machine from the shipped Dockerfile (or named by --gearman-image:
 any image with gearmand on its PATH). The port is published on 127.0.0.1 of a local engine;
 kill() is `docker kill` (SIGKILL), and restart() starts the same container again: same
-published port, same flags, same queue. The container's output is copied into `log_path` as it
-comes, so failure reports can attach it.
+published port, same flags, same queue. (A remote engine, or a testcontainers connection mode
+other than docker_host, publishes on a port it picks at each start.) The container's output is
+copied into `log_path` as it comes, so failure reports can attach it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pytest_islandora_job.servers.base import GearmanServer, ServerStartError, t
 if TYPE_CHECKING:
     from docker.models.containers import Container
     from testcontainers.core.container import DockerContainer
+    from testcontainers.core.docker_client import DockerClient
 
     from pytest_islandora_job.config import ServerSettings
 
@@ -40,8 +42,8 @@ class DockerGearmanServer(GearmanServer):
         self.log_path = workdir / "gearmand.log"
         listen = settings.listen
         self.host = listen if listen not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        self.port = settings.port if settings.port is not None else ports.claim_port()
-        self._claimed = settings.port is None
+        self._claimed = ports.claim_port() if settings.port is None else None
+        self.port = settings.port if settings.port is not None else self._claimed
         self._container: DockerContainer | None = None
         self._local = True
         self._logs = containers.LogFollower(self.log_path)
@@ -51,6 +53,13 @@ class DockerGearmanServer(GearmanServer):
     def container_id(self) -> str | None:
         """The gearmand container's id once it was created."""
         return self._container.get_container_id() if self._container is not None else None
+
+    @property
+    def pid(self) -> int | None:
+        """gearmand's process id, as the engine's host sees it, while its container runs."""
+        if not self._running():
+            return None
+        return self._wrapped().attrs["State"]["Pid"] or None
 
     def command(self) -> list[str]:
         """gearmand's arguments in the container (the image's gearmand is the entrypoint)."""
@@ -97,8 +106,9 @@ class DockerGearmanServer(GearmanServer):
             self._database_started = True
         self._version = None
         if self._container is None:
-            self._container = self._create(engine)
-            containers.start_container(self._container, "gearmand")
+            container = self._create(engine)
+            containers.start_container(container, "gearmand")
+            self._container = container
         else:
             self._wrapped().start()
         if not self._local:
@@ -110,7 +120,7 @@ class DockerGearmanServer(GearmanServer):
             self.kill()
             raise
 
-    def _create(self, engine: object) -> DockerContainer:
+    def _create(self, engine: DockerClient) -> DockerContainer:
         image = self.settings.image or ensure_image(engine, "gearmand")
         self._local = containers.engine_is_local(engine)
         published = (self.settings.listen, self.port) if self._local else None
@@ -155,11 +165,11 @@ class DockerGearmanServer(GearmanServer):
         """Remove gearmand's container, then its queue database, and give the port back."""
         container, self._container = self._container, None
         if container is not None:
-            container.stop()
+            containers.remove_container(container)
         self._logs.join()
         if self.database is not None and self._database_started:
             self.database.stop()
             self._database_started = False
-        if self._claimed:
-            ports.release(self.port)
-            self._claimed = False
+        if self._claimed is not None:
+            ports.release(self._claimed)
+            self._claimed = None

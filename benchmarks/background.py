@@ -1,0 +1,143 @@
+"""2. Background submits per queue type: sequential (one job in flight) and pipelined (many
+in flight on one connection), next to the C client's sequential background submits
+(`gearman -b -N`) on the same gearmand. No worker runs: jobs stay queued (and, for the
+persistent queues, stored) as they would while workers are busy.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+from benchmarks.common import Row, Stats, describe_error, gearmand, unavailable, workdir
+from benchmarks.roundtrip import c_argv
+from islandora_job import JobClient, payload
+from islandora_job.config import settings
+from islandora_job.gearman.admin import GearmanAdmin
+from islandora_job.gearman.client import GearmanClient
+
+SECTION = "2 background"
+QUEUES = ("builtin", "mysql", "postgres", "sqlite")
+# Jobs per measurement: the persistent queues write a row per job, so they get fewer.
+SEQUENTIAL = {"builtin": 2000, "mysql": 500, "postgres": 500, "sqlite": 300}
+PIPELINED = {"builtin": 20000, "mysql": 2000, "postgres": 2000, "sqlite": 1000}
+# Jobs written per submit_background_many call (one write, then the JOB_CREATED replies).
+WINDOW = 1000
+TARGET = 40000
+
+
+def sequential_rate(address: str, jobs: int) -> float:
+    """Jobs/s of JobClient.submit_background (JSON payloads), one job at a time."""
+    with JobClient([address]) as client:
+        client.submit_background("echo", -1)  # connect outside the timing
+        start = time.perf_counter()
+        for i in range(jobs):
+            client.submit_background("echo", i)
+        return jobs / (time.perf_counter() - start)
+
+
+def pipelined_rate(address: str, jobs: int, cpu: list[float] | None = None) -> float:
+    """Jobs/s of GearmanClient.submit_background_many, WINDOW jobs per write, payloads
+    JSON-encoded inside the timing (the size limit looked up once, as JobClient(max_payload=)
+    does). Appends this process's CPU seconds per job to cpu when given."""
+    limit = settings().max_payload
+    with GearmanClient([address]) as client:
+        client.submit_background("echo", payload.encode("echo", [-1], max_size=limit))
+        cpu_start = time.process_time()
+        start = time.perf_counter()
+        for first in range(0, jobs, WINDOW):
+            batch = [
+                ("echo", payload.encode("echo", [i], max_size=limit))
+                for i in range(first, min(first + WINDOW, jobs))
+            ]
+            client.submit_background_many(batch)
+        elapsed = time.perf_counter() - start
+        if cpu is not None:
+            cpu.append((time.process_time() - cpu_start) / jobs)
+        return jobs / elapsed
+
+
+def c_sequential_rate(address: str, jobs: int) -> float:
+    """Jobs/s of the C client queueing one background job per line, exec to exit."""
+    lines = b"".join(payload.encode("echo", [i]) + b"\n" for i in range(jobs))
+    start = time.perf_counter()
+    done = subprocess.run(
+        c_argv(address, "-b", "-N", "-f", "echo"),
+        input=lines,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"the C client failed: {done.stderr[-200:]!r}")
+    return jobs / elapsed
+
+
+def _queued(address: str) -> int:
+    with GearmanAdmin(address, timeout=5.0) as admin:
+        return sum(row.queued for row in admin.status() if row.function == "echo")
+
+
+def _measure(queue: str, where: Path, runs: int) -> list[Row]:
+    seq_jobs, pipe_jobs = SEQUENTIAL[queue], PIPELINED[queue]
+    c, seq, pipe, client_cpu, server_cpu = [], [], [], [], []
+    with gearmand(where, queue) as server:
+        address = server.address
+        daemon = psutil.Process(server.pid)
+        for _ in range(runs):
+            c.append(c_sequential_rate(address, seq_jobs))
+            seq.append(sequential_rate(address, seq_jobs))
+            before = sum(daemon.cpu_times()[:2])
+            pipe.append(pipelined_rate(address, pipe_jobs, client_cpu))
+            server_cpu.append((sum(daemon.cpu_times()[:2]) - before) / (pipe_jobs + 1))
+        expected = runs * (2 * seq_jobs + pipe_jobs + 2)
+        queued = _queued(address)
+    if queued != expected:
+        raise RuntimeError(f"gearmand holds {queued} jobs, {expected} were submitted")
+    ref = f"C gearman -b, {seq_jobs} jobs"
+    c_stats, pipe_stats = Stats.of(c), Stats.of(pipe)
+    pipelined = Row(
+        SECTION, f"{queue}: pipelined, {pipe_jobs} jobs", "jobs/s", pipe_stats, ref, c_stats
+    )
+    rows = [
+        Row(SECTION, f"{queue}: C client sequential (reference)", "jobs/s", c_stats),
+        Row(
+            SECTION, f"{queue}: sequential, {seq_jobs} jobs", "jobs/s", Stats.of(seq), ref, c_stats
+        ),
+        pipelined,
+    ]
+    if queue == "builtin":
+        pipelined.target = f">= {TARGET:,}"
+        pipelined.met = pipe_stats.median >= TARGET
+        # What bounds the pipelined rate: CPU per job of each side, whatever the load.
+        rows.append(
+            Row(
+                SECTION,
+                f"{queue}: pipelined, our client's CPU per job",
+                "us",
+                Stats.of([s * 1e6 for s in client_cpu]),
+                "gearmand CPU per job",
+                Stats.of([s * 1e6 for s in server_cpu]),
+            )
+        )
+    return rows
+
+
+def run(runs: int, persistent_runs: int) -> list[Row]:
+    """Measure every queue type; a queue type that cannot start is reported unavailable."""
+    rows: list[Row] = []
+    for queue in QUEUES:
+        with workdir(f"background-{queue}") as where:
+            try:
+                rows += _measure(queue, where, runs if queue == "builtin" else persistent_runs)
+            except Exception as exc:
+                rows.append(
+                    unavailable(
+                        SECTION, f"{queue}: background submits", "jobs/s", describe_error(exc)
+                    )
+                )
+    return rows

@@ -1,0 +1,306 @@
+"""4. What the fixtures cost.
+
+- gearman_server start-to-ready per backend and queue type (make_servers + start, as the
+  fixture runs them), next to a bare gearmand exec-to-ready: the same command line (and the
+  same queue database, already up) started with Popen and polled with admin `version` every
+  millisecond.
+- job_worker start-to-registered and stop (WorkerPool, as the fixture runs it), next to the C
+  worker `gearman -w` exec-to-registered and SIGTERM-to-gone, and to the interpreter start
+  with the worker's imports.
+- Per-test overhead: a generated 50-test suite using job_worker against the same suite using
+  only gearman_server, each run by pytest in a subprocess.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from benchmarks.common import (
+    JOB_MODULE,
+    Row,
+    Stats,
+    child_env,
+    describe_error,
+    function_workers,
+    gearmand,
+    python,
+    stop_process,
+    timed,
+    unavailable,
+    wait_until,
+    workdir,
+)
+from benchmarks.roundtrip import c_argv
+from islandora_job.config import configured
+from islandora_job.gearman.admin import GearmanAdmin
+from islandora_job.gearman.connection import ServerUnavailable
+from pytest_islandora_job.config import ServerSettings
+from pytest_islandora_job.servers import make_servers
+from pytest_islandora_job.workerpool import WorkerPool
+
+SECTION = "4 fixtures"
+QUEUES = ("builtin", "mysql", "postgres", "sqlite")
+SERVER_TARGET_MS = 30.0
+WORKER_START_TARGET_MS = 250.0
+WORKER_STOP_TARGET_MS = 100.0
+SUITE_TESTS = 50
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+def exec_to_ready(argv: list[str], address: str, log: Path) -> float:
+    """Seconds from exec to gearmand answering admin `version`; the child is stopped after."""
+    with log.open("ab") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+    try:
+        while True:
+            try:
+                with GearmanAdmin(address, timeout=1.0) as admin:
+                    admin.version()
+                return time.perf_counter() - start
+            except (ServerUnavailable, OSError):
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"bare gearmand exited {proc.returncode}: see {log}"
+                    ) from None
+                if time.perf_counter() - start > 30:
+                    raise TimeoutError("bare gearmand not ready within 30 s") from None
+                time.sleep(0.001)
+    finally:
+        stop_process(proc)
+
+
+def _docker_answers() -> str | None:
+    """None when a Docker daemon answers, else why not."""
+    if shutil.which("docker") is None:
+        return "no docker command"
+    try:
+        done = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            capture_output=True,
+            timeout=5,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "the Docker daemon did not answer within 5 s"
+    return None if done.returncode == 0 else "no Docker daemon answers"
+
+
+def server_start(backend: str, queue: str, runs: int) -> list[Row]:
+    """Fixture start-to-ready next to bare gearmand exec-to-ready, per run in the same order."""
+    name = f"gearman_server {backend}/{queue} start-to-ready"
+    fixture: list[float] = []
+    made: list[float] = []
+    bare: list[float] = []
+    with workdir(f"server-{backend}-{queue}") as where:
+        for i in range(runs + 1):  # run 0 warms caches (and builds database templates)
+            start = time.perf_counter()
+            server = make_servers(ServerSettings(backend=backend, queue=queue), where / f"run{i}")[
+                0
+            ]
+            if i:
+                made.append(time.perf_counter() - start)
+            try:
+                server.start()
+                elapsed = time.perf_counter() - start
+                if backend != "process":
+                    if i:
+                        fixture.append(elapsed)
+                    continue
+                argv = server.command()
+                server.stop()  # gearmand only: the queue database stays up for the bare run
+                bare_elapsed = exec_to_ready(argv, server.address, where / f"bare{i}.log")
+            finally:
+                server.close()
+            if i:
+                fixture.append(elapsed)
+                bare.append(bare_elapsed)
+    value = Stats.of([_ms(s) for s in fixture])
+    if not bare:
+        return [Row(SECTION, name, "ms", value)]
+    ref = Stats.of([_ms(s) for s in bare])
+    over = Stats.of([_ms(f - b) for f, b in zip(fixture, bare, strict=True)])
+    rows = [
+        Row(SECTION, name, "ms", value, "bare gearmand exec-to-ready", ref),
+    ]
+    extra = Row(SECTION, f"  {backend}/{queue}: fixture minus bare gearmand", "ms", over)
+    if queue == "builtin":
+        extra.target = f"<= {SERVER_TARGET_MS:.0f} ms"
+        extra.met = over.median <= SERVER_TARGET_MS
+    else:
+        extra.note = "includes booting the queue database"
+    rows.append(extra)
+    rows.append(
+        Row(
+            SECTION,
+            f"  {backend}/{queue}: of which make_servers (port claim)",
+            "ms",
+            Stats.of([_ms(s) for s in made]),
+        )
+    )
+    return rows
+
+
+def _c_worker_start_stop(address: str) -> tuple[float, float]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        c_argv(address, "-w", "-f", "f"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: function_workers(address, "f") >= 1, 10, "C worker registering")
+        started = time.perf_counter() - start
+    finally:
+        stop_start = time.perf_counter()
+        stop_process(proc)
+        stopped = time.perf_counter() - stop_start
+    wait_until(lambda: function_workers(address, "f") == 0, 10, "C worker leaving")
+    return started, stopped
+
+
+def _import_worker_modules() -> None:
+    subprocess.run([python(), "-c", "import islandora_job.cli"], env=child_env(), check=True)
+
+
+def worker_start_stop(runs: int) -> list[Row]:
+    """job_worker's WorkerPool start(1) and stop() next to the C worker's, alternating."""
+    starts, stops, c_starts, c_stops, imports = [], [], [], [], []
+    with workdir("worker") as where, gearmand(where / "gearmand") as server:
+        pool = WorkerPool([server.address], [JOB_MODULE], where / "pool")
+        (where / "pool").mkdir()
+        with configured(**pool.settings()):
+            pool.start(1)  # warm up
+            pool.stop()
+            _c_worker_start_stop(server.address)
+            for _ in range(runs):
+                starts.append(timed(lambda: pool.start(1)))
+                stops.append(timed(pool.stop))
+                c_start, c_stop = _c_worker_start_stop(server.address)
+                c_starts.append(c_start)
+                c_stops.append(c_stop)
+                imports.append(timed(_import_worker_modules))
+    start_stats = Stats.of([_ms(s) for s in starts])
+    stop_stats = Stats.of([_ms(s) for s in stops])
+    return [
+        Row(
+            SECTION,
+            "job_worker start-to-registered",
+            "ms",
+            start_stats,
+            "C gearman -w exec-to-registered",
+            Stats.of([_ms(s) for s in c_starts]),
+            f"<= {WORKER_START_TARGET_MS:.0f} ms",
+            start_stats.median <= WORKER_START_TARGET_MS,
+        ),
+        Row(
+            SECTION,
+            "  interpreter start + worker imports (python -c 'import islandora_job.cli')",
+            "ms",
+            Stats.of([_ms(s) for s in imports]),
+        ),
+        Row(
+            SECTION,
+            "job_worker stop",
+            "ms",
+            stop_stats,
+            "C gearman -w SIGTERM-to-gone",
+            Stats.of([_ms(s) for s in c_stops]),
+            f"<= {WORKER_STOP_TARGET_MS:.0f} ms",
+            stop_stats.median <= WORKER_STOP_TARGET_MS,
+        ),
+    ]
+
+
+_INI = f"""[pytest]
+islandora_job_modules = {JOB_MODULE}
+"""
+
+
+def _suite(fixture: str, check: str) -> str:
+    tests = "\n\n".join(f"def test_{i}({fixture}):\n    assert {check}" for i in range(SUITE_TESTS))
+    return f'"""Generated by benchmarks/fixtures.py."""\n\n\n{tests}\n'
+
+
+def write_suites(where: Path) -> tuple[Path, Path]:
+    """Two 50-test suites with the same bodies: one asks for job_worker, one does not."""
+    with_worker = where / "with_worker"
+    without = where / "without_worker"
+    for folder, fixture, check in (
+        (with_worker, "job_worker", "len(job_worker) == 1"),
+        (without, "gearman_server", "gearman_server.address"),
+    ):
+        folder.mkdir()
+        (folder / "pytest.ini").write_text(_INI)
+        (folder / "test_generated.py").write_text(_suite(fixture, check))
+    return with_worker, without
+
+
+def run_suite(folder: Path) -> float:
+    """Wall seconds of pytest over a generated suite; RuntimeError unless all tests pass."""
+    argv = [python(), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", str(folder)]
+    start = time.perf_counter()
+    done = subprocess.run(
+        argv, cwd=folder, env=child_env(), capture_output=True, text=True, timeout=600, check=False
+    )
+    elapsed = time.perf_counter() - start
+    if done.returncode or f"{SUITE_TESTS} passed" not in done.stdout:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
+        raise RuntimeError(f"generated suite {folder.name} did not pass: {' | '.join(tail)}")
+    return elapsed
+
+
+def suite_overhead(runs: int) -> list[Row]:
+    """Wall time of both suites (alternating) and the per-test overhead of job_worker."""
+    with_times, without_times = [], []
+    with workdir("suite") as where:
+        with_worker, without = write_suites(where)
+        for _ in range(runs):
+            without_times.append(run_suite(without))
+            with_times.append(run_suite(with_worker))
+    per_test = [_ms(w - wo) / SUITE_TESTS for w, wo in zip(with_times, without_times, strict=True)]
+    without_stats = Stats.of(without_times)
+    return [
+        Row(
+            SECTION,
+            f"{SUITE_TESTS}-test suite with job_worker, wall",
+            "s",
+            Stats.of(with_times),
+            "same suite without job_worker",
+            without_stats,
+        ),
+        Row(SECTION, "  job_worker overhead per test", "ms", Stats.of(per_test)),
+    ]
+
+
+def run(runs: int, slow_runs: int) -> list[Row]:
+    """Every fixture figure; runs repetitions for the quick ones, slow_runs for the rest."""
+    rows: list[Row] = []
+    docker = _docker_answers()
+    for backend in ("process", "docker"):
+        if backend == "docker" and docker is not None:
+            label = "gearman_server docker/* start-to-ready"
+            rows.append(unavailable(SECTION, label, "ms", docker))
+            continue
+        for queue in QUEUES:
+            label = f"gearman_server {backend}/{queue} start-to-ready"
+            try:
+                rows += server_start(backend, queue, runs if queue == "builtin" else slow_runs)
+            except Exception as exc:
+                rows.append(unavailable(SECTION, label, "ms", describe_error(exc)))
+    for measure in (lambda: worker_start_stop(runs), lambda: suite_overhead(slow_runs)):
+        try:
+            rows += measure()
+        except Exception as exc:
+            rows.append(unavailable(SECTION, "job_worker", "ms", describe_error(exc)))
+    return rows

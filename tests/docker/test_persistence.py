@@ -1,0 +1,91 @@
+"""Persistent queues with gearmand in a container: MariaDB and PostgreSQL in containers of
+their own on a shared network, SQLite in a mounted directory; jobs survive `docker kill`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import islandora_job
+from islandora_job.queue import jobs_left
+from pytest_islandora_job.assertions import wait_until_idle
+from pytest_islandora_job.docker import containers
+from pytest_islandora_job.docker.databases import SQLITE_MOUNT
+from pytest_islandora_job.servers.docker import DockerGearmanServer
+from tests.persistence.conftest import job_args, workers
+
+Factory = Callable[..., DockerGearmanServer]
+JOBS = 60
+
+
+def check_placement(server: DockerGearmanServer, engine: Any) -> None:
+    """gearmand reaches its database by alias on a shared network (or a mounted file), while
+    the tests reach it through loopback."""
+    gearmand = engine.client.containers.get(server.container_id).attrs
+    args = gearmand["Args"]
+    database = server.database
+    if server.queue == "sqlite":
+        assert args[args.index("--libsqlite3-db") + 1] == f"{SQLITE_MOUNT}/{database.path.name}"
+        assert [m["Source"] for m in gearmand["Mounts"]] == [str(database.workdir)]
+        return
+    db = database.instance
+    assert database.dsn.host == "127.0.0.1" and database.dsn.port == db.port
+    db_attrs = engine.client.containers.get(db.container.get_container_id()).attrs
+    network = db.network.name
+    assert set(gearmand["NetworkSettings"]["Networks"]) == {network}
+    assert db_attrs["NetworkSettings"]["Networks"][network]["Aliases"][0] == db.alias
+    assert db_attrs["HostConfig"]["PortBindings"] == {
+        f"{db.internal_port}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(db.port)}]
+    }
+    assert db_attrs["Config"]["Labels"][containers.ROLE_LABEL] == db.target
+    if server.queue == "mysql":
+        assert args[args.index("--mysql-host") + 1] == db.alias
+        assert args[args.index("--mysql-port") + 1] == "3306"
+    else:
+        conninfo = args[args.index("--libpq-conninfo") + 1]
+        assert f"host='{db.alias}'" in conninfo and "port='5432'" in conninfo
+
+
+@pytest.mark.parametrize("queue", ["sqlite", "mysql", "postgres"])
+def test_background_jobs_survive_docker_kill(
+    queue: str, docker_server: Factory, docker_engine: Any, tmp_path: Path
+) -> None:
+    server = docker_server(queue)
+    check_placement(server, docker_engine)
+    out = tmp_path / "ran.txt"
+    numbers = [str(i) for i in range(JOBS)]
+    with islandora_job.JobClient(servers=[server.address]) as client:
+        for number in numbers:
+            client.submit_background("append", str(out), number)
+    assert server.persisted_counts() == {"append": JOBS}
+    assert sorted((job_args(job)[1] for job in server.persisted_jobs()), key=int) == numbers
+
+    server.kill()
+    assert server.pid is None
+    assert len(server.persisted_jobs()) == JOBS, "the crash must leave the table as it was"
+    server.restart()
+    assert jobs_left([server.address]) == {"append": JOBS}, "gearmand replays the table"
+    assert not out.exists()
+
+    with workers([server.address], tmp_path / "workers"):
+        wait_until_idle(server, timeout=60)
+    assert sorted(out.read_text().splitlines(), key=int) == numbers, "every job runs once"
+    assert server.persisted_jobs() == []
+
+
+def test_close_removes_the_database_container_and_its_network(
+    docker_server: Factory, docker_engine: Any
+) -> None:
+    import docker.errors
+
+    server = docker_server("mysql")
+    db = server.database.instance
+    container_id, network_id = db.container.get_container_id(), db.network.id
+    server.close()
+    with pytest.raises(docker.errors.NotFound):
+        docker_engine.client.containers.get(container_id)
+    with pytest.raises(docker.errors.NotFound):
+        docker_engine.client.networks.get(network_id)
