@@ -17,6 +17,7 @@ import pytest
 import islandora_job
 from islandora_job.config import configured
 from pytest_islandora_job import config, leftovers
+from pytest_islandora_job.active import serving
 from pytest_islandora_job.cluster import GearmanCluster
 from pytest_islandora_job.servers import GearmanServer, ServerStartError, make_servers
 from pytest_islandora_job.workerpool import WorkerPool
@@ -82,7 +83,7 @@ def gearman_server(
         handles = make_servers(settings, workdir, count or 1)
         with running(handles) as servers:
             value = servers[0] if count is None else GearmanCluster(servers)
-            with configured(servers=[s.address for s in servers], temp_dir=workdir):
+            with serving([s.address for s in servers], workdir):
                 yield value
 
     return server_fixture

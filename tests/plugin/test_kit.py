@@ -203,3 +203,31 @@ def test_leftovers_of_a_killed_run_are_reaped_by_the_next_run(pytester: pytest.P
 
     _, alive = psutil.wait_procs(orphans, timeout=5)
     assert alive == []
+
+
+def test_the_api_follows_the_servers_across_scopes(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        """
+        from pytest_islandora_job import factories
+
+        module_gearman = factories.gearman_server(scope="module")
+        """
+    )
+    pytester.makepyfile(
+        test_a="""
+        import islandora_job
+
+        def test_module_server_first(module_gearman):
+            assert islandora_job.settings().servers == (module_gearman.address,)
+
+        def test_then_the_session_server(module_gearman, gearman_server):
+            assert islandora_job.settings().servers == (gearman_server.address,)
+        """,
+        test_b="""
+        import islandora_job
+
+        def test_session_after_the_module_server_stopped(gearman_server):
+            assert islandora_job.settings().servers == (gearman_server.address,)
+        """,
+    )
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=3)
