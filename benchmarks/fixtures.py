@@ -2,8 +2,9 @@
 
 - gearman_server start-to-ready per backend and queue type (make_servers + start, as the
   fixture runs them), next to a bare gearmand exec-to-ready: the same command line (and the
-  same queue database, already up) started with Popen and polled with admin `version` every
-  millisecond.
+  same queue database, already up) started with Popen, or with `docker run` for the docker
+  backend, and polled with admin `version` every millisecond. The docker backend is measured
+  when a Docker daemon answers (DOCKER_HOST, as `eval "$(scripts/docker-up)"` sets it).
 - job_worker start-to-registered and stop (WorkerPool, as the fixture runs it), next to the C
   worker `gearman -w` exec-to-registered and SIGTERM-to-gone, and to the interpreter start
   with the worker's imports.
@@ -13,9 +14,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import (
@@ -33,12 +36,12 @@ from benchmarks.common import (
     wait_until,
     workdir,
 )
-from benchmarks.roundtrip import c_argv
+from benchmarks.roundtrip import C_FUNCTION, c_argv, spawn
 from islandora_job.config import configured
 from islandora_job.gearman.admin import GearmanAdmin
 from islandora_job.gearman.connection import ServerUnavailable
 from pytest_islandora_job.config import ServerSettings
-from pytest_islandora_job.servers import make_servers
+from pytest_islandora_job.servers import GearmanServer, make_servers
 from pytest_islandora_job.workerpool import WorkerPool
 
 SECTION = "4 fixtures"
@@ -53,6 +56,23 @@ def _ms(seconds: float) -> float:
     return seconds * 1000.0
 
 
+def _poll_version(address: str, start: float, exited: Callable[[], int | None], log: Path) -> None:
+    """Poll admin `version` every millisecond until it answers; RuntimeError when exited()
+    gives an exit status first, TimeoutError after 30 s."""
+    while True:
+        try:
+            with GearmanAdmin(address, timeout=1.0) as admin:
+                admin.version()
+            return
+        except (ServerUnavailable, OSError):
+            code = exited()
+            if code is not None:
+                raise RuntimeError(f"bare gearmand exited {code}: see {log}") from None
+            if time.perf_counter() - start > 30:
+                raise TimeoutError(f"bare gearmand not ready on {address} within 30 s") from None
+            time.sleep(0.001)
+
+
 def exec_to_ready(argv: list[str], address: str, log: Path) -> float:
     """Seconds from exec to gearmand answering admin `version`; the child is stopped after."""
     with log.open("ab") as out:
@@ -61,19 +81,8 @@ def exec_to_ready(argv: list[str], address: str, log: Path) -> float:
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
         )
     try:
-        while True:
-            try:
-                with GearmanAdmin(address, timeout=1.0) as admin:
-                    admin.version()
-                return time.perf_counter() - start
-            except (ServerUnavailable, OSError):
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"bare gearmand exited {proc.returncode}: see {log}"
-                    ) from None
-                if time.perf_counter() - start > 30:
-                    raise TimeoutError("bare gearmand not ready within 30 s") from None
-                time.sleep(0.001)
+        _poll_version(address, start, proc.poll, log)
+        return time.perf_counter() - start
     finally:
         stop_process(proc)
 
@@ -91,81 +100,106 @@ def _docker_answers() -> str | None:
         )
     except subprocess.TimeoutExpired:
         return "the Docker daemon did not answer within 5 s"
-    return None if done.returncode == 0 else "no Docker daemon answers"
+    if done.returncode:
+        return 'no Docker daemon answers (start one: eval "$(scripts/docker-up)")'
+    return None
+
+
+def docker_run_to_ready(server: GearmanServer, log: Path) -> float:
+    """Seconds from `docker run` of the fixture's image and gearmand command line to gearmand
+    answering admin `version` on the fixture's published port; the container is removed
+    after. The fixture's own container must be stopped (its port free)."""
+    from pytest_islandora_job.servers.docker import GEARMAN_PORT
+
+    image = subprocess.run(
+        ["docker", "inspect", "--format", "{{.Config.Image}}", str(server.container_id)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    name = f"bench-bare-gearmand-{os.getpid()}-{server.port}"
+    argv = [
+        "docker", "run", "--detach", "--rm", "--name", name, "--entrypoint", "gearmand",
+        "--user", f"{os.getuid()}:{os.getgid()}",
+        "--publish", f"127.0.0.1:{server.port}:{GEARMAN_PORT}",
+        image, *server.command(),
+    ]  # fmt: skip
+    start = time.perf_counter()
+    try:
+        subprocess.run(argv, capture_output=True, check=True, timeout=60)
+        _poll_version(server.address, start, lambda: None, log)
+        return time.perf_counter() - start
+    finally:
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True, timeout=60)
 
 
 def server_start(backend: str, queue: str, runs: int) -> list[Row]:
-    """Fixture start-to-ready next to bare gearmand exec-to-ready, per run in the same order."""
+    """Fixture start-to-ready next to the bare gearmand (process: exec; docker: `docker run`,
+    in-memory queue only) of the same command line, per run in the same order."""
     name = f"gearman_server {backend}/{queue} start-to-ready"
     fixture: list[float] = []
     made: list[float] = []
     bare: list[float] = []
     with workdir(f"server-{backend}-{queue}") as where:
-        for i in range(runs + 1):  # run 0 warms caches (and builds database templates)
+        for i in range(runs + 1):  # run 0 warms caches (and builds templates and images)
             start = time.perf_counter()
             server = make_servers(ServerSettings(backend=backend, queue=queue), where / f"run{i}")[
                 0
             ]
-            if i:
-                made.append(time.perf_counter() - start)
+            made_at = time.perf_counter()
             try:
                 server.start()
                 elapsed = time.perf_counter() - start
-                if backend != "process":
-                    if i:
-                        fixture.append(elapsed)
-                    continue
-                argv = server.command()
-                server.stop()  # gearmand only: the queue database stays up for the bare run
-                bare_elapsed = exec_to_ready(argv, server.address, where / f"bare{i}.log")
+                log = where / f"bare{i}.log"
+                if backend == "process":
+                    argv = server.command()
+                    server.stop()  # gearmand only: the queue database stays up for the bare run
+                    bare_elapsed: float | None = exec_to_ready(argv, server.address, log)
+                elif queue == "builtin":
+                    server.stop()
+                    bare_elapsed = docker_run_to_ready(server, log)
+                else:
+                    bare_elapsed = None
             finally:
                 server.close()
             if i:
                 fixture.append(elapsed)
-                bare.append(bare_elapsed)
+                made.append(made_at - start)
+                if bare_elapsed is not None:
+                    bare.append(bare_elapsed)
     value = Stats.of([_ms(s) for s in fixture])
+    made_row = Row(
+        SECTION,
+        f"  {backend}/{queue}: of which make_servers (port claim)",
+        "ms",
+        Stats.of([_ms(s) for s in made]),
+    )
     if not bare:
-        return [Row(SECTION, name, "ms", value)]
+        return [Row(SECTION, name, "ms", value, note="includes the queue database"), made_row]
+    what = "exec" if backend == "process" else "docker run"
     ref = Stats.of([_ms(s) for s in bare])
     over = Stats.of([_ms(f - b) for f, b in zip(fixture, bare, strict=True)])
-    rows = [
-        Row(SECTION, name, "ms", value, "bare gearmand exec-to-ready", ref),
-    ]
     extra = Row(SECTION, f"  {backend}/{queue}: fixture minus bare gearmand", "ms", over)
     if queue == "builtin":
         extra.target = f"<= {SERVER_TARGET_MS:.0f} ms"
         extra.met = over.median <= SERVER_TARGET_MS
     else:
         extra.note = "includes booting the queue database"
-    rows.append(extra)
-    rows.append(
-        Row(
-            SECTION,
-            f"  {backend}/{queue}: of which make_servers (port claim)",
-            "ms",
-            Stats.of([_ms(s) for s in made]),
-        )
-    )
-    return rows
+    return [Row(SECTION, name, "ms", value, f"bare gearmand {what}-to-ready", ref), extra, made_row]
 
 
 def _c_worker_start_stop(address: str) -> tuple[float, float]:
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        c_argv(address, "-w", "-f", "f"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = spawn(c_argv(address, "-w", "-f", C_FUNCTION))
     try:
-        wait_until(lambda: function_workers(address, "f") >= 1, 10, "C worker registering")
+        wait_until(lambda: function_workers(address, C_FUNCTION) >= 1, 10, "C worker registering")
         started = time.perf_counter() - start
     finally:
         stop_start = time.perf_counter()
         stop_process(proc)
         stopped = time.perf_counter() - stop_start
-    wait_until(lambda: function_workers(address, "f") == 0, 10, "C worker leaving")
+    wait_until(lambda: function_workers(address, C_FUNCTION) == 0, 10, "C worker leaving")
     return started, stopped
 
 
@@ -294,8 +328,9 @@ def run(runs: int, slow_runs: int) -> list[Row]:
             continue
         for queue in QUEUES:
             label = f"gearman_server {backend}/{queue} start-to-ready"
+            quick = queue == "builtin" and backend == "process"
             try:
-                rows += server_start(backend, queue, runs if queue == "builtin" else slow_runs)
+                rows += server_start(backend, queue, runs if quick else slow_runs)
             except Exception as exc:
                 rows.append(unavailable(SECTION, label, "ms", describe_error(exc)))
     for measure in (lambda: worker_start_stop(runs), lambda: suite_overhead(slow_runs)):

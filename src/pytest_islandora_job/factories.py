@@ -30,14 +30,18 @@ def running(servers: Sequence[GearmanServer]) -> Iterator[list[GearmanServer]]:
     A server that cannot start fails the test with one line and its log tail, not a traceback.
     """
     started: list[GearmanServer] = []
+    failure = None
     try:
         for server in servers:
             started.append(server)
             server.start()
     except ServerStartError as error:
+        failure = str(error)
+    if failure is not None:
+        # Outside the except block, so the report shows one error, not "during handling...".
         for server in reversed(started):
             server.close()
-        pytest.fail(str(error), pytrace=False)
+        pytest.fail(failure, pytrace=False)
     try:
         yield started
     finally:

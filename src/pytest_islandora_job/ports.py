@@ -1,7 +1,7 @@
 """Free loopback ports, claimed with an exclusive-create sentinel file.
 
-The sentinel directory is machine-wide, so xdist workers and concurrent runs never pick the
-same port; a sentinel whose owner is gone is taken over.
+The sentinel directory is shared by every run of one user, so xdist workers and concurrent
+runs never pick the same port; a sentinel whose owner is gone is taken over.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import port_for
 import psutil
 
-SENTINEL_DIR = Path(tempfile.gettempdir()) / "pytest-islandora-job-ports"
+SENTINEL_DIR = Path(tempfile.gettempdir()) / f"pytest-islandora-job-ports-{os.getuid()}"
 
 
 def _owner_alive(sentinel: Path) -> bool:

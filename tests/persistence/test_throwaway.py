@@ -79,3 +79,23 @@ def test_a_removed_server_leaves_no_data_and_no_process(tmp_path: Path) -> None:
     assert server.pid is None and not scratch.exists()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_server_that_dies_during_start_up_fails_with_its_log_tail(tmp_path: Path) -> None:
+    from pytest_islandora_job.databases.mysql import MariaDBServer
+
+    class Misconfigured(MariaDBServer):
+        def argv(self, datadir: Path, sockdir: Path) -> list[str]:
+            return [*super().argv(datadir, sockdir), "--no-such-option-anywhere"]
+
+    server = Misconfigured(tmp_path, 60.0)
+    try:
+        with pytest.raises(ServerStartError) as raised:
+            server.start()
+    finally:
+        server.remove()
+    message = str(raised.value)
+    assert message.startswith("throwaway MariaDB exited with")
+    assert "log tail:" in message
+    assert "no-such-option-anywhere" in message.split("log tail:", 1)[1]
+    assert server.pid is None
