@@ -51,6 +51,8 @@ class Overrides:
 
 
 _overrides = Overrides()
+_ENV_NAMES = (ENV_SERVERS, ENV_TEMP_DIR, ENV_MODULES, ENV_MAX_PAYLOAD)
+_cached: tuple[tuple[object, ...], Settings] | None = None
 
 
 def parse_server(server: str) -> str:
@@ -110,8 +112,13 @@ def settings() -> Settings:
 
     Raises ValueError naming the variable when an environment variable is malformed.
     """
+    global _cached
     env = os.environ
     o = _overrides
+    # Every submit asks for the settings: parse only when an input changed.
+    key = (o, *(env.get(name) for name in _ENV_NAMES), os.getcwd())
+    if _cached is not None and _cached[0] == key:
+        return _cached[1]
     servers = o.servers
     if servers is None:
         servers = (
@@ -130,7 +137,9 @@ def settings() -> Settings:
             if env.get(ENV_MAX_PAYLOAD)
             else DEFAULT_MAX_PAYLOAD
         )
-    return Settings(servers, temp_dir.absolute(), modules, max_payload)
+    resolved = Settings(servers, temp_dir.absolute(), modules, max_payload)
+    _cached = (key, resolved)
+    return resolved
 
 
 def configure(

@@ -7,6 +7,7 @@ runs never pick the same port; a sentinel whose owner is gone is taken over.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -15,6 +16,12 @@ import port_for
 import psutil
 
 SENTINEL_DIR = Path(tempfile.gettempdir()) / f"pytest-islandora-job-ports-{os.getuid()}"
+
+
+@functools.cache
+def _good_ports() -> frozenset[int]:
+    # port_for builds this set from its tables on every call (tens of ms): build it once.
+    return frozenset(port_for.available_good_ports())
 
 
 def _owner_alive(sentinel: Path) -> bool:
@@ -28,7 +35,7 @@ def claim_port(attempts: int = 50) -> int:
     """Pick a free loopback port and claim it; raises RuntimeError if none could be claimed."""
     SENTINEL_DIR.mkdir(parents=True, exist_ok=True)
     for _ in range(attempts):
-        port = port_for.select_random()
+        port = port_for.select_random(set(_good_ports()))
         if claim(port):
             return port
     raise RuntimeError(f"no free port could be claimed after {attempts} attempts in {SENTINEL_DIR}")

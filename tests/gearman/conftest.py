@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import uuid
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -166,13 +166,17 @@ WORKER_MAIN = Path(__file__).with_name("worker_main.py")
 class WorkerProcess:
     """A worker_main.py process; its functions are ``prefix + name``."""
 
-    def __init__(self, servers: list[str], record_file: Path | None = None) -> None:
+    def __init__(
+        self, servers: list[str], record_file: Path | None = None, exceptions: bool = True
+    ) -> None:
         self.servers = servers
         self.client_id = f"w-{uuid.uuid4().hex[:12]}"
         self.prefix = f"{self.client_id}-"
         command = [sys.executable, str(WORKER_MAIN), ",".join(servers), self.client_id, self.prefix]
         if record_file is not None:
-            command.append(str(record_file))
+            command += ["--record", str(record_file)]
+        if not exceptions:
+            command.append("--no-exceptions")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
 
     def registered_on(self, address: str) -> bool:
@@ -202,8 +206,13 @@ def worker_process() -> Iterator[Callable[..., WorkerProcess]]:
     """Start worker_main.py processes, ready once registered on their first live server."""
     started: list[WorkerProcess] = []
 
-    def start(servers: list[str], record_file: Path | None = None, wait: bool = True):
-        worker = WorkerProcess(servers, record_file)
+    def start(
+        servers: list[str],
+        record_file: Path | None = None,
+        exceptions: bool = True,
+        wait: bool = True,
+    ) -> WorkerProcess:
+        worker = WorkerProcess(servers, record_file, exceptions)
         started.append(worker)
         if wait:
             wait_until(lambda: any(worker.registered_on(a) for a in servers), timeout=15)

@@ -134,6 +134,22 @@ def test_failures_and_exceptions(gearmand: Gearmand, client: GearmanClient) -> N
     assert after.data == b"still serving"
 
 
+def test_worker_without_exceptions_sends_a_warning_and_a_fail(
+    gearmand: Gearmand, client: GearmanClient
+) -> None:
+    name = fresh()
+
+    def failing(job: WorkerJob) -> bytes:
+        raise WorkFailure(b"why \0 it failed")
+
+    worker = GearmanWorker([gearmand.address], exceptions=False)
+    worker.register(name, failing)
+    with worker_thread(worker):
+        result = client.submit(name, b"", timeout=5)
+    assert (result.status, result.exception) == ("fail", None)
+    assert result.warnings == [b"why \0 it failed"]
+
+
 def test_a_failed_job_leaves_no_error_at_the_server(gearmand: Gearmand) -> None:
     """gearmand ends a job on WORK_EXCEPTION; a WORK_FAIL after it would be logged as an
     error (JOB_NOT_FOUND)."""
@@ -391,9 +407,7 @@ def test_a_restarted_server_is_reconnected(gearmand_factory) -> None:
         assert worker.registered_on() == [server.address]
 
 
-def test_worker_waits_for_a_lost_server_without_spinning(
-    gearmand_factory, worker_process
-) -> None:
+def test_worker_waits_for_a_lost_server_without_spinning(gearmand_factory, worker_process) -> None:
     server = gearmand_factory()
     worker = worker_process([server.address])
     server.kill()

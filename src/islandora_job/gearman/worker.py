@@ -6,9 +6,12 @@ wait at once while a running job still finishes and sends its result. A lost ser
 reconnected with capped exponential backoff while the other servers keep being served.
 
 A handler's failure is sent as WORK_EXCEPTION when it carries data, else as WORK_FAIL.
-gearmand 1.1 ends the job on WORK_EXCEPTION (forwarding WORK_FAIL to clients that did not
-ask for exceptions) and answers a WORK_FAIL sent after it with ERROR JOB_NOT_FOUND, so the
-worker never sends both.
+gearmand 1.1 ends the job on WORK_EXCEPTION and answers a WORK_FAIL sent after it with
+ERROR JOB_NOT_FOUND, so the worker never sends both. To clients that did not ask for
+exceptions gearmand 1.1.20 forwards a WORK_FAIL whose handle carries a stray NUL byte;
+libgearman clients (the C ``gearman`` tool among them) never match it and wait forever.
+A worker serving such clients is made with ``exceptions=False``: a failure with data is
+then sent as WORK_WARNING(data) followed by WORK_FAIL.
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ class GearmanWorker:
     """Run handlers for jobs from one or more gearmand servers ("host:port").
 
     ``client_id`` is sent with SET_CLIENT_ID (it shows in the admin ``workers`` list).
+    ``exceptions`` chooses how a failure with data is reported (see the module docstring).
     Handlers run one at a time in the thread that calls :meth:`work`.
     """
 
@@ -117,6 +121,7 @@ class GearmanWorker:
         servers: Sequence[str],
         client_id: str | None = None,
         *,
+        exceptions: bool = True,
         connect_timeout: float = 2.0,
         backoff_start: float = 0.05,
         backoff_max: float = 2.0,
@@ -131,6 +136,7 @@ class GearmanWorker:
                 "'workers' list separates fields by spaces"
             )
         self.client_id = client_id
+        self.exceptions = exceptions
         self.connect_timeout = connect_timeout
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
@@ -360,9 +366,14 @@ class GearmanWorker:
                 )
             return request(_T.WORK_COMPLETE, raw_handle, bytes(result))
         except WorkFailure as failure:
-            if failure.data:
-                return request(_T.WORK_EXCEPTION, raw_handle, bytes(failure.data))
-            return request(_T.WORK_FAIL, raw_handle)
+            return self._failure(raw_handle, failure.data)
         except Exception as exc:
             log.exception("job %s (%s) raised", job.handle, function)
-            return request(_T.WORK_EXCEPTION, raw_handle, repr(exc).encode("utf-8", "replace"))
+            return self._failure(raw_handle, repr(exc).encode("utf-8", "replace"))
+
+    def _failure(self, raw_handle: bytes, data: bytes | None) -> bytes:
+        if not data:
+            return request(_T.WORK_FAIL, raw_handle)
+        if self.exceptions:
+            return request(_T.WORK_EXCEPTION, raw_handle, bytes(data))
+        return request(_T.WORK_WARNING, raw_handle, bytes(data)) + request(_T.WORK_FAIL, raw_handle)
