@@ -89,3 +89,22 @@ def test_close_removes_the_database_container_and_its_network(
         docker_engine.client.containers.get(container_id)
     with pytest.raises(docker.errors.NotFound):
         docker_engine.client.networks.get(network_id)
+
+
+@pytest.mark.parametrize("queue", ["mysql", "postgres"])
+def test_the_database_container_restarts_with_its_data_on_the_same_port(
+    queue: str, docker_server: Factory, tmp_path: Path
+) -> None:
+    server = docker_server(queue)
+    with islandora_job.JobClient(servers=[server.address]) as client:
+        for number in range(3):
+            client.submit_background("append", str(tmp_path / "ran.txt"), str(number))
+    db = server.database.instance
+    port, pid = db.port, db.pid
+    assert pid is not None
+
+    db.stop()
+    assert db.pid is None
+    db.restart()
+    assert db.port == port and db.pid not in (None, pid)
+    assert server.persisted_counts() == {"append": 3}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -366,6 +367,46 @@ def test_failover_to_the_second_server(gearmand: Gearmand, free_port: int) -> No
         assert client.submit(name, b"abc").data == b"ABC"
         handle = client.submit_background(fresh("bg"), b"")
         assert client.get_status(handle).known
+
+
+@pytest.fixture
+def unanswered_address() -> Iterator[str]:
+    """An address whose connects hang: a listener whose accept queue is full drops SYNs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    host, port = listener.getsockname()
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex((host, port))
+        fillers.append(filler)
+    time.sleep(0.1)
+    yield f"{host}:{port}"
+    for sock in [*fillers, listener]:
+        sock.close()
+
+
+def test_a_hanging_connect_does_not_hold_up_the_other_server(
+    gearmand: Gearmand, unanswered_address: str
+) -> None:
+    name = fresh()
+    worker = GearmanWorker([unanswered_address, gearmand.address], connect_timeout=10)
+    worker.register(name, lambda job: b"served")
+    started = time.monotonic()
+    with worker_thread(worker), GearmanClient([gearmand.address]) as client:
+        assert client.submit(name, b"", timeout=5).data == b"served"
+        assert time.monotonic() - started < 2
+        assert worker.registered_on() == [gearmand.address]
+
+
+def test_connect_timeout_of_the_client(unanswered_address: str, gearmand: Gearmand) -> None:
+    started = time.monotonic()
+    with GearmanClient([unanswered_address, gearmand.address], connect_timeout=0.5) as client:
+        handle = client.submit_background(fresh(), b"")
+    assert handle.startswith("H:")
+    assert 0.5 <= time.monotonic() - started < 3
 
 
 def test_no_server_reachable(free_port: int) -> None:

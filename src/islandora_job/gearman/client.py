@@ -10,6 +10,7 @@ for use from several threads at once.
 from __future__ import annotations
 
 import enum
+import random
 import time
 import uuid
 from collections import OrderedDict
@@ -170,7 +171,9 @@ def _name(function: str) -> bytes:
 
 def _unique(unique: str | None) -> bytes:
     if unique is None:
-        return str(uuid.uuid4()).encode()
+        # A version 4 UUID from the pseudo-random generator (reseeded in forked children):
+        # unique ids need uniqueness, not secrecy, and this spares a getrandom() per job.
+        return str(uuid.UUID(int=random.getrandbits(128), version=4)).encode()
     if "\0" in unique:
         raise ValueError(f"unique id {unique!r} contains a NUL byte; remove it")
     return unique.encode("utf-8", "surrogateescape")
@@ -185,7 +188,9 @@ def _payload(data: bytes) -> bytes:
 class GearmanClient:
     """Submit jobs to a list of gearmand servers ("host:port", port defaulting to 4730).
 
-    Methods raise ServerUnavailable when no server can be reached or the server is lost
+    ``connect_timeout`` bounds each connect; ``ack_timeout`` bounds each wait for gearmand
+    to acknowledge a request (JOB_CREATED, STATUS_RES, OPTION_RES). A new connection goes
+    to the first server of the list that accepts it. Methods raise ServerUnavailable when no server can be reached or the server is lost
     while a job runs, GearmanTimeout when an answer does not come in time, ServerError on a
     gearmand ERROR packet and ProtocolError on malformed bytes.
     """
@@ -279,30 +284,41 @@ class GearmanClient:
         deadline: float | None,
         waiting_for: str,
         handles: Sequence[str] = (),
+        *,
+        ack: bool = False,
     ) -> Packet:
-        timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        try:
-            packet: Packet = conn.read_packet(timeout)
-        except TimeoutError:
-            self._drop(index)
-            raise GearmanTimeout(
-                f"{waiting_for}: no answer from gearmand at {conn.address} in time", handles
-            ) from None
-        except (ServerUnavailable, ProtocolError):
-            self._drop(index)
-            raise
-        if packet.type is _T.ERROR:
-            self._drop(index)
-            raise ServerError(
-                conn.address,
-                packet.args[0].decode("utf-8", "replace"),
-                packet.args[1].decode("utf-8", "replace"),
-            )
-        return packet
-
-    def _ack_deadline(self, deadline: float | None) -> float:
-        ack = time.monotonic() + self.ack_timeout
-        return ack if deadline is None else min(ack, deadline)
+        """Read the next packet before ``deadline``; an acknowledgement (``ack``) must also
+        come within ``ack_timeout``. Closes the connection on any failure."""
+        while True:
+            if deadline is None:
+                # Always the same value: the socket's timeout is then never changed.
+                timeout = self.ack_timeout
+            else:
+                timeout = max(deadline - time.monotonic(), 0.0)
+                if ack:
+                    timeout = min(timeout, self.ack_timeout)
+            try:
+                packet: Packet = conn.read_packet(timeout)
+            except TimeoutError:
+                if deadline is None and not ack:
+                    continue
+                self._drop(index)
+                raise GearmanTimeout(
+                    f"{waiting_for}: no answer from gearmand at {conn.address} "
+                    f"within {timeout:g} s",
+                    handles,
+                ) from None
+            except (ServerUnavailable, ProtocolError):
+                self._drop(index)
+                raise
+            if packet.type is _T.ERROR:
+                self._drop(index)
+                raise ServerError(
+                    conn.address,
+                    packet.args[0].decode("utf-8", "replace"),
+                    packet.args[1].decode("utf-8", "replace"),
+                )
+            return packet
 
     def _send_first(
         self, data: bytes, deadline: float | None, what: str
@@ -314,7 +330,7 @@ class GearmanClient:
             try:
                 conn.send(data)
                 while True:
-                    packet = self._read(index, conn, self._ack_deadline(deadline), what)
+                    packet = self._read(index, conn, deadline, what, ack=True)
                     if packet.type is _T.JOB_CREATED:
                         return index, conn, packet
                     self._check_stray(index, conn, packet)
@@ -445,9 +461,8 @@ class GearmanClient:
         what = f"{len(jobs)} background jobs"
         index, conn, packet = self._send_first(data, None, what)
         handles = [_handle(packet.args[0])]
-        deadline = self._ack_deadline(None)
         while len(handles) < len(jobs):
-            packet = self._read(index, conn, deadline, what)
+            packet = self._read(index, conn, None, what, ack=True)
             if packet.type is _T.JOB_CREATED:
                 handles.append(_handle(packet.args[0]))
             else:
@@ -474,9 +489,8 @@ class GearmanClient:
             try:
                 conn = self._server_conn(index)
                 conn.send(packet)
-                deadline = self._ack_deadline(None)
                 while True:
-                    reply = self._read(index, conn, deadline, f"status of {handle}")
+                    reply = self._read(index, conn, None, f"status of {handle}", ack=True)
                     if reply.type is _T.STATUS_RES and reply.args[0].rstrip(b"\0") == raw:
                         break
                     self._check_stray(index, conn, reply)

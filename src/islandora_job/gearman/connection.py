@@ -6,7 +6,10 @@ decoder); it sends bytes and hands out decoded items one at a time.
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
+import struct
 import time
 from collections import deque
 from typing import Any, Protocol
@@ -17,8 +20,9 @@ __all__ = ["DEFAULT_PORT", "Connection", "ServerUnavailable", "parse_address"]
 
 DEFAULT_PORT = 4730
 _RECV_SIZE = 256 * 1024
-# Lets a selector loop read a blocking socket without ever waiting in recv().
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+# struct timeval for SO_RCVTIMEO (two C longs on Linux; also right on little-endian BSDs).
+_TIMEVAL = struct.Struct("@ll")
+_MIN_TIMEOUT = 1e-6
 
 
 class ServerUnavailable(ConnectionError):
@@ -59,9 +63,8 @@ class Connection:
     """A blocking connection to one gearmand.
 
     Raises ServerUnavailable when the server cannot be reached (refused, unreachable,
-    connect timeout) or when it closes or resets the connection later; TimeoutError (which
-    is ``socket.timeout``) when a read outlasts its timeout; ProtocolError (from the decoder)
-    on malformed bytes.
+    connect timeout) or when it closes or resets the connection later; TimeoutError when a
+    read outlasts its timeout; ProtocolError (from the decoder) on malformed bytes.
     """
 
     def __init__(
@@ -71,7 +74,17 @@ class Connection:
         connect_timeout: float | None = 5.0,
         read_timeout: float | None = None,
         decoder: Decoder | None = None,
+        *,
+        wait: bool = True,
+        candidate: int = 0,
     ) -> None:
+        """Connect to ``host:port``.
+
+        With ``wait=False`` the connect to the ``candidate``-th address ``host`` resolves to
+        is only started: the connection is ``connecting`` until the socket turns writable
+        and :meth:`finish_connect` succeeds (``connect_timeout`` is then unused); when the
+        host has no such address, ServerUnavailable says "no address".
+        """
         self.host = host
         self.port = port
         self.address = self.format_address(host, port)
@@ -81,17 +94,56 @@ class Connection:
         # One receive buffer per connection: no allocation per read on the hot path.
         self._recv_buffer = bytearray(_RECV_SIZE)
         self._recv_view = memoryview(self._recv_buffer)
+        self._timeout: float | None = None
+        self.connecting = not wait
         try:
-            sock = socket.create_connection((host, port), timeout=connect_timeout)
+            if wait:
+                sock = socket.create_connection((host, port), timeout=connect_timeout)
+            else:
+                sock = self._start_connect(host, port, candidate)
         except OSError as exc:
-            raise ServerUnavailable(
-                f"cannot connect to gearmand at {self.address}: {exc}; "
-                "check that it runs and listens there"
-            ) from exc
+            raise self._unreachable(exc) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(read_timeout)
+        if wait:
+            # Read timeouts are the kernel's (SO_RCVTIMEO) on a socket Python sees as
+            # blocking: a Python-level timeout would add a poll() before every recv().
+            sock.settimeout(None)
         self._sock: socket.socket | None = sock
-        self._timeout = read_timeout
+
+    @staticmethod
+    def _start_connect(host: str, port: int, candidate: int) -> socket.socket:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        if candidate >= len(addresses):
+            raise OSError(errno.EADDRNOTAVAIL, f"no address {candidate + 1} for {host}")
+        family, kind, proto, _, sockaddr = addresses[candidate]
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        error = sock.connect_ex(sockaddr)
+        if error not in (0, errno.EINPROGRESS):
+            sock.close()
+            raise OSError(error, os.strerror(error))
+        return sock
+
+    def finish_connect(self) -> None:
+        """Complete a connect started with ``wait=False`` once the socket is writable.
+
+        Raises ServerUnavailable (and closes) when the connect failed.
+        """
+        sock = self._sock
+        if sock is None:
+            raise ServerUnavailable(f"connection to gearmand at {self.address} is closed")
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            self.close()
+            raise self._unreachable(OSError(error, os.strerror(error)))
+        sock.settimeout(None)
+        self.connecting = False
+
+    def _unreachable(self, exc: OSError) -> ServerUnavailable:
+        return ServerUnavailable(
+            f"cannot connect to gearmand at {self.address}: {exc}; "
+            "check that it runs and listens there"
+        )
 
     @staticmethod
     def format_address(host: str, port: int) -> str:
@@ -140,16 +192,18 @@ class Connection:
         if timeout is not None and timeout < 0:
             timeout = self.read_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
+        remaining = timeout
         while not pending:
-            remaining = None
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise self._timed_out(timeout)
+            # The first read uses ``timeout`` as given, so that a caller passing the same
+            # value every time never changes the socket's timeout (a syscall each time).
             try:
                 self._fill(remaining)
             except TimeoutError:
                 raise self._timed_out(timeout) from None
+            if deadline is not None and not pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._timed_out(timeout)
         return pending.popleft()
 
     def _timed_out(self, timeout: float | None) -> TimeoutError:
@@ -161,27 +215,43 @@ class Connection:
 
         Raises ServerUnavailable on a closed or reset connection, ProtocolError on bad bytes.
         """
-        self._recv(_DONTWAIT)
-        items = list(self._pending)
-        self._pending.clear()
+        items = self._recv(wait=False)
+        if self._pending:
+            items[:0] = self._pending
+            self._pending.clear()
         return items
 
     def _fill(self, timeout: float | None) -> None:
-        if timeout != self._timeout and self._sock is not None:
-            self._sock.settimeout(timeout)
-            self._timeout = timeout
-        self._recv(0)
+        if timeout is not None and timeout < _MIN_TIMEOUT:
+            # SO_RCVTIMEO 0 means "wait forever": poll without waiting instead.
+            items = self._recv(wait=False)
+            if not items:
+                raise TimeoutError
+        else:
+            if timeout != self._timeout and self._sock is not None:
+                seconds = timeout or 0.0
+                whole = int(seconds)
+                self._sock.setsockopt(
+                    socket.SOL_SOCKET,
+                    socket.SO_RCVTIMEO,
+                    _TIMEVAL.pack(whole, int((seconds - whole) * 1_000_000)),
+                )
+                self._timeout = timeout
+            items = self._recv(wait=True)
+        self._pending.extend(items)
 
-    def _recv(self, flags: int) -> None:
+    def _recv(self, wait: bool) -> list[Any]:
         sock = self._sock
         if sock is None:
             raise ServerUnavailable(f"connection to gearmand at {self.address} is closed")
         try:
-            size = sock.recv_into(self._recv_buffer, _RECV_SIZE, flags)
-        except (BlockingIOError, TimeoutError):
-            if flags:
-                return
-            raise
+            # MSG_DONTWAIT reads the blocking socket without waiting (selector loops).
+            size = sock.recv_into(self._recv_buffer, _RECV_SIZE, 0 if wait else socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            if not wait:
+                return []
+            # A waiting read got EAGAIN: SO_RCVTIMEO ran out.
+            raise TimeoutError from None
         except OSError as exc:
             self.close()
             raise ServerUnavailable(
@@ -191,7 +261,7 @@ class Connection:
             self.close()
             raise ServerUnavailable(f"gearmand at {self.address} closed the connection")
         try:
-            self._pending.extend(self.decoder.feed(self._recv_view[:size]))
+            return self.decoder.feed(self._recv_view[:size])
         except Exception:
             self.close()
             raise

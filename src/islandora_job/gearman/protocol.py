@@ -198,11 +198,12 @@ class PacketDecoder:
     After a :class:`ProtocolError` the decoder refuses all further input.
     """
 
-    __slots__ = ("_broken", "_buffer", "_expect", "_max_size")
+    __slots__ = ("_broken", "_buffer", "_expect", "_magics", "_max_size")
 
     def __init__(self, expect: Magic | None = None, max_size: int = MAX_PACKET_SIZE) -> None:
         self._buffer = bytearray()
         self._expect = expect.value if expect is not None else None
+        self._magics = frozenset(_MAGIC_BY_BYTES if expect is None else (expect.value,))
         self._max_size = max_size
         self._broken: str | None = None
 
@@ -215,30 +216,45 @@ class PacketDecoder:
         if self._broken is not None:
             raise ProtocolError(self._broken)
         buffer = self._buffer
-        buffer += data
-        available = len(buffer)
+        # Parse straight from ``data`` when nothing is buffered (the usual case): each body
+        # is then copied once, and only an incomplete tail is kept.
+        if buffer:
+            buffer += data
+            source: bytes | bytearray | memoryview = buffer
+        else:
+            source = data
         packets: list[Packet] = []
         position = 0
-        while available - position >= HEADER_SIZE:
-            magic_bytes, code, size = _HEADER.unpack_from(buffer, position)
-            self._check_header(magic_bytes, code, size)
-            end = position + HEADER_SIZE + size
-            if end > available:
-                break
-            count = _COUNT_BY_CODE[code]
-            if count == 0:
-                args: tuple[bytes, ...] = ()
-            else:
-                body = bytes(buffer[position + HEADER_SIZE : end])
-                args = tuple(body.split(b"\0", count - 1))
-                if len(args) != count:
-                    self._fail(
-                        f"{_TYPE_BY_CODE[code].name} needs {count} arguments, "
-                        f"the body holds {len(args)}"
-                    )
-            packets.append(Packet(_MAGIC_BY_BYTES[magic_bytes], _TYPE_BY_CODE[code], args))
-            position = end
-        if position:
+        with memoryview(source) as view:
+            available = len(view)
+            while available - position >= HEADER_SIZE:
+                magic_bytes, code, size = _HEADER.unpack_from(view, position)
+                count = _COUNT_BY_CODE.get(code)
+                if (
+                    count is None
+                    or magic_bytes not in self._magics
+                    or size > self._max_size
+                    or (size and not count)
+                ):
+                    self._check_header(magic_bytes, code, size)
+                start = position + HEADER_SIZE
+                end = start + size
+                if end > available:
+                    break
+                if count:
+                    args = tuple(bytes(view[start:end]).split(b"\0", count - 1))
+                    if len(args) != count:
+                        self._fail(
+                            f"{_TYPE_BY_CODE[code].name} needs {count} arguments, "
+                            f"the body holds {len(args)}"
+                        )
+                else:
+                    args = ()
+                packets.append(Packet(_MAGIC_BY_BYTES[magic_bytes], _TYPE_BY_CODE[code], args))
+                position = end
+            if source is not buffer and position < available:
+                buffer += view[position:]
+        if source is buffer and position:
             del buffer[:position]
         return packets
 
@@ -256,7 +272,8 @@ class PacketDecoder:
 
     def _fail(self, message: str) -> None:
         self._broken = message
-        self._buffer.clear()
+        # A fresh buffer: the old one may be exported to a memoryview right now.
+        self._buffer = bytearray()
         raise ProtocolError(message)
 
 

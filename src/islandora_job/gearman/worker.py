@@ -35,11 +35,14 @@ _GRAB = request(_T.GRAB_JOB_UNIQ)
 _PRE_SLEEP = request(_T.PRE_SLEEP)
 # Seconds to wait for gearmand to close its side after the worker's last result.
 _CLOSE_LINGER = 1.0
+# While grabbing after a job finds nothing, every this many jobs grab anyway to notice a
+# backlog (see _after_job).
+_PROBE_EVERY = 8
 
 
 class WorkFailure(Exception):
     """Raise in a handler to fail the job; ``data`` (when given) reaches the client as the
-    WORK_EXCEPTION payload."""
+    WORK_EXCEPTION payload (as a WORK_WARNING for a worker made with ``exceptions=False``)."""
 
     def __init__(self, data: bytes | None = None) -> None:
         super().__init__(data)
@@ -94,16 +97,36 @@ Handler = Callable[[WorkerJob], bytes]
 class _Server:
     """One server of the worker: its connection (None while away) and backoff state."""
 
-    __slots__ = ("address", "conn", "delay", "host", "port", "ready", "retry_at", "sleeping")
+    __slots__ = (
+        "address",
+        "candidate",
+        "conn",
+        "delay",
+        "eager",
+        "host",
+        "jobs",
+        "port",
+        "probing",
+        "ready",
+        "retry_at",
+        "sleeping",
+    )
 
     def __init__(self, host: str, port: int, delay: float) -> None:
         self.host = host
         self.port = port
         self.address = Connection.format_address(host, port)
         self.conn: Connection | None = None
+        # Which of the host's addresses the current connect goes to.
+        self.candidate = 0
         self.delay = delay
         self.retry_at = 0.0
         self.sleeping = False
+        # Grab right after a job (see GearmanWorker._after_job); ``probing`` while such a
+        # grab awaits its answer; ``jobs`` counts the jobs run.
+        self.eager = True
+        self.probing = False
+        self.jobs = 0
         # True once gearmand answered after our CAN_DOs, i.e. it has registered them.
         self.ready = False
 
@@ -144,6 +167,8 @@ class GearmanWorker:
         self._handlers: dict[bytes, tuple[str, Handler]] = {}
         self._stop = False
         self._selector: selectors.BaseSelector | None = None
+        # How many servers wait for a retry or a connect (zero on the hot path).
+        self._timed = 0
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -174,7 +199,7 @@ class GearmanWorker:
         raw = function.encode("utf-8", "surrogateescape")
         self._handlers[raw] = (function, handler)
         for server in self._servers:
-            if server.conn is not None:
+            if server.conn is not None and not server.conn.connecting:
                 try:
                     server.conn.send(request(_T.CAN_DO, raw))
                 except ServerUnavailable as exc:
@@ -195,7 +220,8 @@ class GearmanWorker:
             os.write(self._wake_write, b"\0")
 
     def close(self) -> None:
-        """Close the connections and the wake-up pipe. Idempotent."""
+        """Close the connections and the wake-up pipe, once :meth:`work` has returned.
+        Idempotent."""
         self._disconnect_all()
         for fd in (self._wake_read, self._wake_write):
             if fd >= 0:
@@ -218,7 +244,7 @@ class GearmanWorker:
             for server in self._servers:
                 self._connect(server)
             while not self._stop:
-                events = selector.select(self._retry_timeout())
+                events = selector.select(self._timer_timeout() if self._timed else None)
                 for key, _ in events:
                     if self._stop:
                         break
@@ -226,44 +252,69 @@ class GearmanWorker:
                         self._drain_wakeups()
                     else:
                         self._service(key.data)
-                self._retry_due()
+                if self._timed:
+                    self._timers_due()
         finally:
             self._disconnect_all()
             self._selector = None
             selector.close()
 
     # -- connections ------------------------------------------------------------------
+    #
+    # A server is away (no connection, ``retry_at`` is when to try again), connecting
+    # (``retry_at`` is the connect deadline) or connected. Connects never block: the
+    # socket joins the selector and the hello goes out once it turns writable.
 
-    def _connect(self, server: _Server) -> None:
+    def _connect(
+        self, server: _Server, candidate: int = 0, cause: BaseException | None = None
+    ) -> None:
+        """Start connecting to the ``candidate``-th address; ``cause`` is why the previous
+        address failed (reported instead of "no such address" when none is left)."""
         try:
-            conn = Connection(server.host, server.port, self.connect_timeout, None)
+            conn = Connection(server.host, server.port, wait=False, candidate=candidate)
         except ServerUnavailable as exc:
-            self._schedule_retry(server, exc)
+            self._schedule_retry(server, cause or exc)
             return
+        server.conn = conn
+        server.candidate = candidate
+        server.retry_at = time.monotonic() + self.connect_timeout
+        assert self._selector is not None
+        self._selector.register(conn, selectors.EVENT_WRITE, server)
+        self._count_timed()
+
+    def _connected(self, server: _Server, conn: Connection) -> None:
         hello = []
         if self.client_id is not None:
             hello.append(request(_T.SET_CLIENT_ID, self.client_id.encode("utf-8")))
         hello.extend(request(_T.CAN_DO, raw) for raw in self._handlers)
         hello.append(_GRAB)
         try:
+            conn.finish_connect()
             conn.send(b"".join(hello))
         except ServerUnavailable as exc:
-            self._schedule_retry(server, exc)
+            self._drop(server)
+            # The host may have more addresses (IPv6 and IPv4): try the next one at once.
+            self._connect(server, server.candidate + 1, exc)
             return
-        server.conn = conn
-        server.sleeping = False
-        server.ready = False
         assert self._selector is not None
-        self._selector.register(conn, selectors.EVENT_READ, server)
+        self._selector.modify(conn, selectors.EVENT_READ, server)
+        server.sleeping = False
+        server.probing = False
+        server.eager = True
+        server.ready = False
+        self._count_timed()
         log.debug("connected to gearmand at %s", server.address)
 
-    def _lost(self, server: _Server, exc: BaseException) -> None:
+    def _drop(self, server: _Server) -> None:
         conn, server.conn = server.conn, None
         server.ready = False
         if conn is not None:
             if self._selector is not None:
                 self._selector.unregister(conn)
             conn.close()
+
+    def _lost(self, server: _Server, exc: BaseException) -> None:
+        self._drop(server)
         self._schedule_retry(server, exc)
 
     def _schedule_retry(self, server: _Server, exc: BaseException) -> None:
@@ -272,18 +323,27 @@ class GearmanWorker:
             "gearmand at %s unavailable (%s); retry in %.2f s", server.address, exc, server.delay
         )
         server.delay = min(server.delay * 2, self.backoff_max)
+        self._count_timed()
 
-    def _retry_timeout(self) -> float | None:
-        waits = [s.retry_at for s in self._servers if s.conn is None]
-        if not waits:
-            return None
-        return max(min(waits) - time.monotonic(), 0.0)
+    def _count_timed(self) -> None:
+        self._timed = sum(1 for s in self._servers if s.conn is None or s.conn.connecting)
 
-    def _retry_due(self) -> None:
+    def _timer_timeout(self) -> float:
+        due = min(s.retry_at for s in self._servers if s.conn is None or s.conn.connecting)
+        return max(due - time.monotonic(), 0.0)
+
+    def _timers_due(self) -> None:
         now = time.monotonic()
         for server in self._servers:
-            if server.conn is None and server.retry_at <= now and not self._stop:
+            if self._stop or server.retry_at > now:
+                continue
+            if server.conn is None:
                 self._connect(server)
+            elif server.conn.connecting:
+                self._drop(server)
+                self._schedule_retry(
+                    server, TimeoutError(f"no connection within {self.connect_timeout:g} s")
+                )
 
     def _disconnect_all(self) -> None:
         for server in self._servers:
@@ -294,7 +354,7 @@ class GearmanWorker:
                     self._selector.unregister(conn)
                 # Half-close and wait for gearmand to close: the last result sent is
                 # then surely read by the server before the socket goes away.
-                conn.close(linger=_CLOSE_LINGER)
+                conn.close(linger=0.0 if conn.connecting else _CLOSE_LINGER)
 
     def _drain_wakeups(self) -> None:
         try:
@@ -309,6 +369,9 @@ class GearmanWorker:
         conn = server.conn
         if conn is None:
             return
+        if conn.connecting:
+            self._connected(server, conn)
+            return
         try:
             for packet in conn.receive():
                 self._handle(server, conn, packet)
@@ -321,16 +384,21 @@ class GearmanWorker:
         kind = packet.type
         if kind is _T.JOB_ASSIGN_UNIQ:
             self._confirmed(server)
+            if server.probing:
+                server.eager = True
             reply = self._run(conn, packet)
-            server.sleeping = False
-            conn.send(reply if self._stop else reply + _GRAB)
+            conn.send(reply if self._stop else reply + self._after_job(server))
         elif kind is _T.NO_JOB:
             self._confirmed(server)
+            if server.probing:
+                server.eager = False
+            server.probing = False
             server.sleeping = True
             conn.send(_PRE_SLEEP)
         elif kind is _T.NOOP:
             if server.sleeping:
                 server.sleeping = False
+                server.probing = False
                 conn.send(_GRAB)
         elif kind is _T.ERROR:
             log.warning(
@@ -341,6 +409,24 @@ class GearmanWorker:
             )
         else:
             raise ProtocolError(f"unexpected {kind.name} from gearmand at {server.address}")
+
+    def _after_job(self, server: _Server) -> bytes:
+        """What to send with a job's result: GRAB_JOB_UNIQ, or PRE_SLEEP straight away.
+
+        When jobs queue up, grabbing at once saves a round trip. When they come one at a
+        time (a client waiting for each result), the grab only earns NO_JOB and then
+        PRE_SLEEP costs another exchange: sleeping at once halves the packets per job.
+        gearmand answers PRE_SLEEP with NOOP at once when a job is waiting, so nothing is
+        missed either way. The choice follows what the last grab after a job found.
+        """
+        server.jobs += 1
+        if server.eager or server.jobs % _PROBE_EVERY == 0:
+            server.probing = True
+            server.sleeping = False
+            return _GRAB
+        server.probing = False
+        server.sleeping = True
+        return _PRE_SLEEP
 
     def _confirmed(self, server: _Server) -> None:
         if not server.ready:

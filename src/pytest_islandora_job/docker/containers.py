@@ -180,6 +180,22 @@ def start_container(container: DockerContainer, what: str) -> None:
         raise ServerStartError(f"cannot start {what} ({container.image}): {reason}") from None
 
 
+def is_running(container: DockerContainer | None) -> bool:
+    """True while a created container runs (asks the engine afresh)."""
+    if container is None:
+        return False
+    wrapped = container.get_wrapped_container()
+    wrapped.reload()
+    return wrapped.status == "running"
+
+
+def host_pid(container: DockerContainer | None) -> int | None:
+    """The container's main process id, as the engine's host sees it, while it runs."""
+    if not is_running(container):
+        return None
+    return container.get_wrapped_container().attrs["State"]["Pid"] or None
+
+
 def remove_container(container: DockerContainer) -> None:
     """Remove a container and its anonymous volumes, running or not; one already gone is fine."""
     import docker.errors

@@ -52,7 +52,8 @@ class ContainerSide:
 class DatabaseContainer(abc.ABC):
     """A throwaway MariaDB or PostgreSQL in a container, on a labelled network of its own.
 
-    Plays the part of a LocalServer for ServerQueue: start(), remove(), admin_dsn, name.
+    Plays the part of a LocalServer for ServerQueue, with the same methods: start(), stop()
+    (keeps the data), restart(), remove(), pid, admin_dsn, name.
     """
 
     #: Shown in messages: "MariaDB", "PostgreSQL".
@@ -93,14 +94,27 @@ class DatabaseContainer(abc.ABC):
         """`dsn` as gearmand on the shared network reaches it: by alias and internal port."""
         return replace(dsn, host=self.alias, port=self.internal_port)
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, as the engine's host sees it, while its container runs."""
+        return containers.host_pid(self.container)
+
     def start(self) -> None:
-        """Start the database container and return once it accepts a connection.
+        """Start the database container (again, after stop(): same data, same port) and
+        return once it accepts a connection.
 
         Raises DockerUnavailable when no Docker engine answers and ServerStartError (with the
         container's log) when the image cannot be built or the server does not come up.
         """
-        if self.container is not None:
-            return
+        if self.container is None:
+            self._create()
+        elif not containers.is_running(self.container):
+            self.container.get_wrapped_container().start()
+            if not self._claimed:
+                self.host, self.port = containers.reach(self.container, self.internal_port)
+            self._wait_ready()
+
+    def _create(self) -> None:
         engine = client()
         image = ensure_image(engine, self.target)
         published: tuple[str, int] | None = None
@@ -108,7 +122,7 @@ class DatabaseContainer(abc.ABC):
             self.port, self._claimed = ports.claim_port(), True
             published = ("127.0.0.1", self.port)
         self.network = containers.make_network("network", self.settings.labels)
-        self.container = containers.make_container(
+        container = containers.make_container(
             image,
             self.command(),
             self.target,
@@ -121,25 +135,30 @@ class DatabaseContainer(abc.ABC):
             stop_signal=self.stop_signal,
         )
         try:
-            containers.start_container(self.container, f"the {self.name} queue database")
+            containers.start_container(container, f"the {self.name} queue database")
+            self.container = container
             if published is None:
-                self.host, self.port = containers.reach(self.container, self.internal_port)
+                self.host, self.port = containers.reach(container, self.internal_port)
             self._wait_ready()
         except BaseException:
             self.remove()
             raise
 
-    def _running(self) -> bool:
-        assert self.container is not None
-        wrapped = self.container.get_wrapped_container()
-        wrapped.reload()
-        return wrapped.status == "running"
+    def stop(self, grace: float = 10.0) -> None:
+        """Shut the server down cleanly (SIGKILL after `grace` seconds); keeps its data."""
+        if containers.is_running(self.container):
+            self.container.get_wrapped_container().stop(timeout=round(grace))
+
+    def restart(self) -> None:
+        """Stop the server and start it again with the same data."""
+        self.stop()
+        self.start()
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
         delay = 0.005
         while True:
-            if not self._running():
+            if not containers.is_running(self.container):
                 raise ServerStartError(
                     f"{self.name} container exited during start-up; its log:\n{self.log_tail()}"
                 )

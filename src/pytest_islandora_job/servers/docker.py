@@ -57,9 +57,7 @@ class DockerGearmanServer(GearmanServer):
     @property
     def pid(self) -> int | None:
         """gearmand's process id, as the engine's host sees it, while its container runs."""
-        if not self._running():
-            return None
-        return self._wrapped().attrs["State"]["Pid"] or None
+        return containers.host_pid(self._container)
 
     def command(self) -> list[str]:
         """gearmand's arguments in the container (the image's gearmand is the entrypoint)."""
@@ -83,11 +81,7 @@ class DockerGearmanServer(GearmanServer):
         return self._container.get_wrapped_container()
 
     def _running(self) -> bool:
-        if self._container is None:
-            return False
-        wrapped = self._wrapped()
-        wrapped.reload()
-        return wrapped.status == "running"
+        return containers.is_running(self._container)
 
     def start(self) -> None:
         """Start gearmand's container (and its queue database) and wait until gearmand
