@@ -83,6 +83,9 @@ def queue_status(servers: Iterable[str], functions: Iterable[str]) -> str:
 def _failure(job_name: str, result: JobResult) -> JobFailed:
     if result.exception:
         remote = payload.decode_failure(result.exception)
+    elif result.warnings:
+        # Our worker sends its failure JSON as WORK_WARNING before WORK_FAIL (see workers.py).
+        remote = payload.decode_failure(b"".join(result.warnings))
     elif result.partial:
         # The C worker (`gearman -w ... -- islandora-job route`) sends the router's output as
         # WORK_DATA before WORK_FAIL: that output is our failure JSON.

@@ -509,7 +509,13 @@ def run_worker(
     resolved = settings()
     registry = load_registry(resolved.modules)
     names = _select_jobs(registry, only)
-    with _pidfile(pidfile), GearmanWorker(resolved.servers, client_id(os.getpid())) as worker:
+    # exceptions=False: clients that did not ask for exceptions (the C tool, PHP's extension)
+    # hang on a forwarded WORK_EXCEPTION in gearmand 1.1.20, so failures go as WORK_WARNING
+    # (our failure JSON) then WORK_FAIL, which every client understands.
+    with (
+        _pidfile(pidfile),
+        GearmanWorker(resolved.servers, client_id(os.getpid()), exceptions=False) as worker,
+    ):
         handle = _handler(registry, resolved.max_payload)
         for name in names:
             worker.register(name, handle)

@@ -47,8 +47,8 @@ def test_version_is_the_binary_version(admin: GearmanAdmin) -> None:
 
 
 def test_getpid_is_the_server_process(admin: GearmanAdmin, gearmand: Gearmand) -> None:
-    assert gearmand.process is not None
-    assert admin.getpid() == gearmand.process.pid
+    assert gearmand.pid is not None
+    assert admin.getpid() == gearmand.pid
 
 
 def test_status_counts_queued_jobs(admin: GearmanAdmin, client: GearmanClient) -> None:

@@ -307,9 +307,9 @@ def test_bad_payloads_fail_that_job_with_a_clear_message_and_the_worker_carries_
     pid = _pid(job_settings, "w.pid")
     with GearmanClient([gearman_server.address]) as client:
         result = client.submit("hello", data, timeout=10)
-    assert result.status == "exception"
-    assert result.exception is not None
-    failure = payload.decode_failure(result.exception)
+    # Failures travel as WORK_WARNING then WORK_FAIL, which every client understands.
+    assert result.status == "fail"
+    failure = payload.decode_failure(b"".join(result.warnings))
     assert failure.type == "PayloadError"
     assert message in failure.message
     assert islandora_job.submit("hello") == "hello world"
@@ -430,3 +430,34 @@ def test_route_exits_non_zero_with_the_failure_on_stdout(
     failure = json.loads(out)
     assert failure["type"] == type_
     assert message in failure["message"]
+
+
+def test_a_c_client_sees_our_workers_results_and_failures(job_settings, gearman_server) -> None:
+    """Clients that do not ask for exceptions (the C tool, PHP's extension) must see a failed
+    job end as failed, never wait forever."""
+    assert islandora_job.start_worker("for-c.pid")
+    try:
+        gearman = [
+            shutil.which("gearman"),
+            "-h",
+            gearman_server.host,
+            "-p",
+            str(gearman_server.port),
+        ]
+        ok = subprocess.run(
+            [*gearman, "-f", "add", "--", '{"func": "add", "args": [2, 3]}'],
+            capture_output=True,
+            timeout=20,
+        )
+        assert ok.stdout == b"5"
+        failed = subprocess.run(
+            [*gearman, "-f", "fail", "--", '{"func": "fail", "args": ["from C"]}'],
+            capture_output=True,
+            timeout=20,
+        )
+        assert b"Job failed" in failed.stderr
+        assert failed.returncode == 1
+        with pytest.raises(islandora_job.JobFailed, match="ValueError: from C"):
+            islandora_job.submit("fail", "from C", timeout=20)
+    finally:
+        assert islandora_job.stop_worker("for-c.pid")
