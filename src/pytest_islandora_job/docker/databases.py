@@ -241,40 +241,39 @@ class PostgresContainer(DatabaseContainer):
         return argv
 
 
-class ContainerMySQLQueue(ContainerSide, MySQLQueue):
-    """The MySQL queue on a MariaDB container gearmand reaches by alias."""
+class OnContainer(ContainerSide):
+    """Mixed into a ServerQueue: its server is a DatabaseContainer gearmand reaches by alias."""
+
+    server_class: type[DatabaseContainer]
+    instance: DatabaseContainer
 
     def __init__(self, workdir: Path, settings: ServerSettings) -> None:
         self.settings = settings
-        super().__init__(workdir, start_timeout=settings.start_timeout)
+        super().__init__(workdir, start_timeout=settings.start_timeout)  # type: ignore[call-arg]
 
-    def make_instance(self, workdir: Path, start_timeout: float) -> MariaDBContainer:
-        return MariaDBContainer(workdir, self.settings)
+    def make_instance(self, workdir: Path, start_timeout: float) -> DatabaseContainer:
+        """The database container (not started)."""
+        return self.server_class(workdir, self.settings)
 
     @property
     def gearmand_dsn(self) -> DSN:
-        return self.instance.inside_dsn(self.dsn)
+        """Our database, by alias and internal port on the shared network."""
+        return self.instance.inside_dsn(self.dsn)  # type: ignore[attr-defined]
 
     def shared_network(self) -> Network | None:
         return self.instance.network
 
 
-class ContainerPostgresQueue(ContainerSide, PostgresQueue):
-    """The Postgres queue on a PostgreSQL container gearmand reaches by alias."""
+class ContainerMySQLQueue(OnContainer, MySQLQueue):
+    """The MySQL queue on a MariaDB container."""
 
-    def __init__(self, workdir: Path, settings: ServerSettings) -> None:
-        self.settings = settings
-        super().__init__(workdir, start_timeout=settings.start_timeout)
+    server_class = MariaDBContainer
 
-    def make_instance(self, workdir: Path, start_timeout: float) -> PostgresContainer:
-        return PostgresContainer(workdir, self.settings)
 
-    @property
-    def gearmand_dsn(self) -> DSN:
-        return self.instance.inside_dsn(self.dsn)
+class ContainerPostgresQueue(OnContainer, PostgresQueue):
+    """The Postgres queue on a PostgreSQL container."""
 
-    def shared_network(self) -> Network | None:
-        return self.instance.network
+    server_class = PostgresContainer
 
 
 class MountedSQLiteQueue(ContainerSide, SQLiteQueue):

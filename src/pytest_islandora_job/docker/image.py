@@ -7,6 +7,7 @@ makes concurrent runs and xdist workers wait for the one build instead of repeat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -82,7 +83,19 @@ def ensure_image(engine: DockerClient, target: str) -> str:
     with FileLock(LOCK_PATH):
         if not _exists(engine, tag):
             build(target, tag)
+            _remove_older(engine, target, tag)
     return tag
+
+
+def _remove_older(engine: DockerClient, target: str, tag: str) -> None:
+    # Images of earlier Dockerfiles would pile up; one a container still uses stays.
+    import docker.errors
+
+    for found in engine.client.images.list(name=f"{REPOSITORY}/{target}"):
+        for old in found.tags:
+            if old != tag:
+                with contextlib.suppress(docker.errors.APIError):
+                    engine.client.images.remove(old)
 
 
 def build(target: str, tag: str) -> None:
