@@ -51,6 +51,8 @@ class Overrides:
 
 
 _overrides = Overrides()
+_layers: list[tuple[object, Overrides]] = []
+_layered = Overrides()  # every layer merged, the newest winning
 _ENV_NAMES = (ENV_SERVERS, ENV_TEMP_DIR, ENV_MODULES, ENV_MAX_PAYLOAD)
 _cached: tuple[tuple[object, ...], Settings] | None = None
 
@@ -108,17 +110,24 @@ def _from_env(name: str, parse, env: Mapping[str, str]):
 
 
 def settings() -> Settings:
-    """The settings in force: `configure()` values, else environment variables, else defaults.
+    """The settings in force: `configure()` values, else those of the newest layer (see
+    `layered()`) that sets them, else environment variables, else defaults.
 
     Raises ValueError naming the variable when an environment variable is malformed.
     """
     global _cached
     env = os.environ
-    o = _overrides
+    o, layer = _overrides, _layered
     # Every submit asks for the settings: parse only when an input changed.
-    key = (o, *(env.get(name) for name in _ENV_NAMES), os.getcwd())
+    key = (o, layer, *(env.get(name) for name in _ENV_NAMES), os.getcwd())
     if _cached is not None and _cached[0] == key:
         return _cached[1]
+    o = Overrides(
+        *(
+            mine if mine is not None else theirs
+            for mine, theirs in zip(_fields(o), _fields(layer), strict=True)
+        )
+    )
     servers = o.servers
     if servers is None:
         servers = (
@@ -201,3 +210,43 @@ def configured(
         yield settings()
     finally:
         restore(previous)
+
+
+def _fields(overrides: Overrides) -> tuple[object, ...]:
+    return (overrides.servers, overrides.temp_dir, overrides.modules, overrides.max_payload)
+
+
+def _merge_layers() -> None:
+    global _layered
+    merged = Overrides()
+    for _, layer in _layers:
+        merged = dataclasses.replace(
+            merged, **{k: v for k, v in dataclasses.asdict(layer).items() if v is not None}
+        )
+    _layered = merged
+
+
+@contextlib.contextmanager
+def layered(
+    *,
+    servers: str | Iterable[str] | None = None,
+    temp_dir: str | os.PathLike[str] | None = None,
+) -> Iterator[None]:
+    """Settings beneath `configure()` and above the environment while the with block runs.
+
+    For holders of a resource that outlives calls to `configure()`/`restore()`, such as a
+    test server fixture: layers may end in any order, and ending one never undoes another,
+    nor what `configure()` set meanwhile. Raises ValueError (nothing changed) when malformed.
+    """
+    layer = Overrides(
+        servers=None if servers is None else parse_servers(servers),
+        temp_dir=None if temp_dir is None else Path(temp_dir).absolute(),
+    )
+    token = object()
+    _layers.append((token, layer))
+    _merge_layers()
+    try:
+        yield
+    finally:
+        _layers[:] = [entry for entry in _layers if entry[0] is not token]
+        _merge_layers()

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 import islandora_job
-from islandora_job.config import configured
+from islandora_job.config import configured, layered
 from pytest_islandora_job import config, leftovers
-from pytest_islandora_job.active import serving
 from pytest_islandora_job.cluster import GearmanCluster
 from pytest_islandora_job.servers import GearmanServer, ServerStartError, make_servers
 from pytest_islandora_job.workerpool import WorkerPool
@@ -87,7 +86,7 @@ def gearman_server(
         handles = make_servers(settings, workdir, count or 1)
         with running(handles) as servers:
             value = servers[0] if count is None else GearmanCluster(servers)
-            with serving([s.address for s in servers], workdir):
+            with layered(servers=[s.address for s in servers], temp_dir=workdir):
                 yield value
 
     return server_fixture
@@ -134,12 +133,13 @@ def job_worker(
             job_modules = islandora_job.settings().modules
         pool = WorkerPool(addresses(server), job_modules, tmp_path_factory.mktemp("workers"))
         request.node.stash.setdefault(leftovers.POOLS, []).append(pool)
+        queued_before = leftovers.queued(addresses(server))
         with configured(**pool.settings()):
             pool.start(1 if count is None else count)
             try:
                 yield pool
             finally:
                 pool.stop()
-                leftovers.settle(request, addresses(server))
+                leftovers.settle(request, addresses(server), queued_before)
 
     return worker_fixture

@@ -29,13 +29,17 @@ def queued(addresses: Sequence[str]) -> dict[str, int]:
     return found
 
 
-def settle(request: pytest.FixtureRequest, addresses: Sequence[str]) -> None:
-    """Drain and report jobs the test left queued; fail the test under gearman_strict_queue."""
-    left = queued(addresses)
-    if not left:
+def settle(
+    request: pytest.FixtureRequest, addresses: Sequence[str], before: dict[str, int]
+) -> None:
+    """Drain jobs left queued; report (or, under gearman_strict_queue, fail on) those the test
+    added to what was queued when its workers started (`before`, from `queued()`)."""
+    found = queued(addresses)
+    if not found:
         return
-    described = ", ".join(f"{where}: {n}" for where, n in sorted(left.items()))
-    request.node.stash.setdefault(LEFTOVERS, []).append(described)
+    left = {
+        where: n - before.get(where, 0) for where, n in found.items() if n > before.get(where, 0)
+    }
     from islandora_job.queue import clear  # the queue layer pulls in the worker loop
 
     for address in addresses:
@@ -43,6 +47,10 @@ def settle(request: pytest.FixtureRequest, addresses: Sequence[str]) -> None:
             clear([address])
         except OSError:
             continue
+    if not left:
+        return
+    described = ", ".join(f"{where}: {n}" for where, n in sorted(left.items()))
+    request.node.stash.setdefault(LEFTOVERS, []).append(described)
     message = f"the test left jobs queued (drained): {described}"
     if config.get(request.config, "gearman_strict_queue"):
         pytest.fail(message + " [ini gearman_strict_queue = true]", pytrace=False)

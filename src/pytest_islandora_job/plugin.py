@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from islandora_job.config import layered
 from pytest_islandora_job import config as options
 from pytest_islandora_job import factories, processes
 from pytest_islandora_job.cluster import GearmanCluster
@@ -33,16 +34,26 @@ def pytest_configure(config: pytest.Config) -> None:
     options.validate(config)
     processes.run_tag()
     processes.reap_leftovers()
+    config.pluginmanager.register(Sweeper(processes.running()), "islandora-job-sweeper")
 
 
-def pytest_keyboard_interrupt() -> None:
-    """Ctrl-C: end every child now rather than at interpreter exit."""
-    processes.stop_all()
+class Sweeper:
+    """Ends what this run started and teardown missed, at Ctrl-C and at the end of the run.
 
+    Children that were running before the run configured belong to an outer run (a pytester
+    run inside a test session) and are left alone.
+    """
 
-def pytest_unconfigure() -> None:
-    """Nothing the run started outlives it, whatever teardown missed."""
-    processes.stop_all()
+    def __init__(self, outer: set[int]) -> None:
+        self.outer = outer
+
+    def pytest_keyboard_interrupt(self) -> None:
+        """Ctrl-C: end this run's children now rather than at interpreter exit."""
+        processes.stop_all(keep=self.outer)
+
+    def pytest_unconfigure(self) -> None:
+        """Nothing the run started outlives it, whatever teardown missed."""
+        processes.stop_all(keep=self.outer)
 
 
 def _gearmand_version(exe: str) -> str:
@@ -88,6 +99,23 @@ def _logs_of(item: pytest.Item) -> list[tuple[str, Path]]:
         if isinstance(value, WorkerPool):
             logs += [(f"worker log ({name}: {path.name})", path) for path in value.log_paths]
     return logs
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """During the test, the module-level API uses the first server fixture among the test's
+    arguments: several session servers may be active, and the newest need not be this test's."""
+    servers = [
+        value
+        for name in getattr(item, "fixturenames", ())
+        if isinstance(
+            value := getattr(item, "funcargs", {}).get(name), GearmanServer | GearmanCluster
+        )
+    ]
+    if not servers:
+        return (yield)
+    with layered(servers=factories.addresses(servers[0])):
+        return (yield)
 
 
 @pytest.hookimpl(wrapper=True)

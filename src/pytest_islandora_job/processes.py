@@ -94,10 +94,16 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     _children.pop(proc.pid, None)
 
 
-def stop_all() -> None:
-    """End every child this process started and has not stopped yet."""
-    for proc in list(_children.values()):
-        stop(proc, grace=2.0)
+def running() -> set[int]:
+    """PIDs of the children this process started and has not stopped yet."""
+    return set(_children)
+
+
+def stop_all(keep: set[int] | frozenset[int] = frozenset()) -> None:
+    """End every child this process started and has not stopped yet, but those in keep."""
+    for pid, proc in list(_children.items()):
+        if pid not in keep:
+            stop(proc, grace=2.0)
 
 
 def tagged_processes(include_live_owners: bool = False) -> list[psutil.Process]:

@@ -22,9 +22,12 @@ ENV = (
 
 @pytest.fixture(autouse=True)
 def pristine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No override and no environment variable: the defaults."""
+    """No override, no layer (a server fixture of this session may hold one) and no
+    environment variable: the defaults."""
     for name in ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(config, "_layers", [])
+    monkeypatch.setattr(config, "_layered", Overrides())
     previous = islandora_job.configure()
     islandora_job.restore(Overrides())
     yield
@@ -122,3 +125,18 @@ def test_relative_temp_dir_is_made_absolute(
     monkeypatch.chdir(tmp_path)
     islandora_job.configure(temp_dir="rel")
     assert islandora_job.settings().temp_dir == tmp_path / "rel"
+
+
+def test_layers_sit_beneath_configure_and_end_in_any_order(monkeypatch) -> None:
+    monkeypatch.setenv("ISLANDORA_JOB_SERVERS", "env-host:1")
+    first, second = config.layered(servers=["first:1"]), config.layered(servers=["second:2"])
+    first.__enter__()
+    second.__enter__()
+    assert config.settings().servers == ("second:2",)
+    previous = config.configure(servers=["mine:3"])
+    assert config.settings().servers == ("mine:3",)
+    first.__exit__(None, None, None)  # ends before the newer layer: the newer one stays
+    config.restore(previous)
+    assert config.settings().servers == ("second:2",)
+    second.__exit__(None, None, None)
+    assert config.settings().servers == ("env-host:1",)

@@ -232,3 +232,28 @@ def test_the_api_follows_the_servers_across_scopes(pytester: pytest.Pytester):
         """,
     )
     pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=3)
+
+
+def test_the_api_uses_the_server_the_test_asks_for(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        """
+        from pytest_islandora_job import factories
+
+        other_gearman = factories.gearman_server()
+        """
+    )
+    pytester.makepyfile(
+        """
+        import islandora_job
+
+        def test_other_started_last(gearman_server, other_gearman):
+            pass
+
+        def test_asks_for_gearman_server(gearman_server):
+            assert islandora_job.settings().servers == (gearman_server.address,)
+
+        def test_asks_for_the_other(other_gearman):
+            assert islandora_job.settings().servers == (other_gearman.address,)
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=3)

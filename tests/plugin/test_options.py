@@ -84,3 +84,13 @@ def test_the_readme_documents_every_option():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     for option in config.OPTIONS:
         assert f"| `{config.flag(option)}` | `{option.name}` |" in readme
+
+
+def test_a_run_inside_the_run_leaves_the_outer_servers_alone(
+    pytester: pytest.Pytester, gearman_server
+):
+    pytester.makepyfile("def test_nothing(): pass")
+    pytester.runpytest().assert_outcomes(passed=1)  # in this process: its end sweeps children
+    assert gearman_server.pid is not None
+    assert gearman_server.version.startswith("1.1.")
+    assert isinstance(gearman_server.status(), list)  # still answers
