@@ -10,7 +10,6 @@ import pytest
 from islandora_job.gearman.admin import GearmanAdmin
 from pytest_islandora_job import config
 
-POOLS = pytest.StashKey[list]()
 LEFTOVERS = pytest.StashKey[list]()
 
 

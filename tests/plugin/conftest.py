@@ -8,6 +8,8 @@ import uuid
 import psutil
 import pytest
 
+from pytest_islandora_job import factories
+
 JOBS_MODULE = """
 import time
 
@@ -54,3 +56,9 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Marke
     for name in ("ISLANDORA_JOB_SERVERS", "ISLANDORA_JOB_TEMP_DIR", "ISLANDORA_JOB_MODULES"):
         monkeypatch.delenv(name, raising=False)
     return mark
+
+
+# The fixture tests that make sense on every backend run on each (ids process, docker).
+backend_gearman = factories.gearman_server(params=[{"backend": "process"}, {"backend": "docker"}])
+backend_worker = factories.job_worker("backend_gearman")
+backend_client = factories.job_client("backend_gearman")

@@ -17,7 +17,12 @@ if TYPE_CHECKING:
 
 
 class ServerStartError(RuntimeError):
-    """gearmand (or its queue database) did not become ready; the message has the log tail."""
+    """gearmand (or its queue database) did not become ready; the message has the log tail.
+
+    backend_missing is True when what runs servers is itself absent (no Docker engine).
+    """
+
+    backend_missing = False
 
 
 def tail(path: Path | None, lines: int = 40) -> str:
