@@ -44,7 +44,12 @@ OPTIONS: tuple[Option, ...] = (
         "127.0.0.1",
     ),
     Option("gearman_port", "port of gearman_server (default: a free port)", None, "int"),
-    Option("gearman_threads", "gearmand I/O threads", 2, "int"),
+    Option(
+        "gearman_threads",
+        "gearmand I/O threads (0: one thread does all, the fastest here)",
+        0,
+        "int",
+    ),
     Option("gearman_job_retries", "gearmand --job-retries (0: retry forever)", None, "int"),
     Option("gearman_extra_args", "more gearmand arguments (shell-quoted)", "", "args"),
     Option(
@@ -127,7 +132,7 @@ class ServerSettings:
     gearmand_exec: str = "/usr/sbin/gearmand"
     listen: str = "127.0.0.1"
     port: int | None = None
-    threads: int = 2
+    threads: int = 0
     job_retries: int | None = None
     extra_args: tuple[str, ...] = ()
     servers: tuple[str, ...] = ()

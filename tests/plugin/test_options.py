@@ -22,10 +22,10 @@ def test_every_option_has_an_ini_twin_in_one_help_group(pytester: pytest.Pyteste
 @pytest.mark.parametrize(
     ("args", "ini", "override", "expected"),
     [
-        ([], "", None, 2),  # default
-        ([], "gearman_threads = 0", None, 0),  # ini, and 0 is honoured
-        (["--gearman-threads=3"], "gearman_threads = 0", None, 3),  # option over ini
-        (["--gearman-threads=3"], "gearman_threads = 5", 0, 0),  # factory argument over all
+        ([], "", None, 0),  # default
+        ([], "gearman_threads = 3", None, 3),  # ini
+        (["--gearman-threads=5"], "gearman_threads = 3", None, 5),  # option over ini
+        (["--gearman-threads=5"], "gearman_threads = 3", 0, 0),  # factory over all; 0 honoured
     ],
 )
 def test_factory_argument_beats_option_beats_ini_beats_default(

@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,8 @@ import filelock
 from islandora_job.queue import DEFAULT_TABLE, check_table_name, table_counts
 from pytest_islandora_job import ports, processes
 from pytest_islandora_job.databases.dsn import DSN, DatabaseUnavailable
-from pytest_islandora_job.servers.base import ServerStartError, tail
+from pytest_islandora_job.readiness import ServerStartError, wait_ready
+from pytest_islandora_job.servers.base import tail
 
 __all__ = [
     "LocalServer",
@@ -403,28 +403,22 @@ class LocalServer(abc.ABC):
             raise
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        delay = 0.005
-        while True:
-            assert self._proc is not None
-            code = self._proc.poll()
-            if code is not None:
-                raise ServerStartError(
-                    f"throwaway {self.name} exited with {code} during start-up on "
-                    f"127.0.0.1:{self.port}; log tail:\n{tail(self.log_path)}"
-                )
-            try:
-                self.admin_dsn.connect(timeout=1.0).close()
-                return
-            except DatabaseUnavailable:
-                pass
-            if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"throwaway {self.name} did not accept connections on 127.0.0.1:{self.port} "
-                    f"within {self.start_timeout:g}s; log tail:\n{tail(self.log_path)}"
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
+        assert self._proc is not None
+        proc = self._proc
+        wait_ready(
+            self.admin_dsn.answers,
+            lambda: proc.poll() is None,
+            self.start_timeout,
+            died=lambda: (
+                f"throwaway {self.name} exited with {proc.poll()} during start-up on "
+                f"127.0.0.1:{self.port}; log tail:\n{tail(self.log_path)}"
+            ),
+            late=lambda: (
+                f"throwaway {self.name} did not accept connections on 127.0.0.1:{self.port} "
+                f"within {self.start_timeout:g}s; log tail:\n{tail(self.log_path)}"
+            ),
+            max_delay=0.1,
+        )
 
     def stop(self, grace: float = 10.0) -> None:
         """Shut the server down cleanly (SIGKILL after `grace` seconds); keeps its data."""

@@ -67,6 +67,14 @@ class DSN:
         """`text` with this DSN's password replaced by ***."""
         return text.replace(self.password, "***") if self.password else text
 
+    def answers(self) -> bool:
+        """True when the server accepts a connection now (a readiness probe)."""
+        try:
+            self.connect(timeout=1.0).close()
+        except DatabaseUnavailable:
+            return False
+        return True
+
     def connect(self, timeout: float = 5.0) -> Any:
         """An autocommit DB-API connection (PyMySQL, psycopg or sqlite3).
 

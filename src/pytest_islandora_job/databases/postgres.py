@@ -26,7 +26,7 @@ from pytest_islandora_job.databases.base import (
     run_to_end,
 )
 from pytest_islandora_job.databases.dsn import DSN
-from pytest_islandora_job.servers.base import ServerStartError
+from pytest_islandora_job.readiness import ServerStartError
 
 DSN_OPTION = "--gearman-postgres-dsn"
 DSN_HINT = f"{DSN_OPTION} postgresql://user:pw@host:port/db"

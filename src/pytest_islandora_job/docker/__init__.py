@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from pytest_islandora_job.servers.base import ServerStartError
+from pytest_islandora_job.readiness import ServerStartError
 
 if TYPE_CHECKING:
     from testcontainers.core.docker_client import DockerClient

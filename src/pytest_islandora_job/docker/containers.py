@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_islandora_job import processes
-from pytest_islandora_job.servers.base import ServerStartError
+from pytest_islandora_job.readiness import ServerStartError
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer

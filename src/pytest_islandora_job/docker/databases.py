@@ -10,7 +10,6 @@ the local queues' (MySQLQueue, PostgresQueue, SQLiteQueue); only `gearmand_dsn` 
 from __future__ import annotations
 
 import abc
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,13 +17,13 @@ from typing import TYPE_CHECKING
 from pytest_islandora_job import ports
 from pytest_islandora_job.databases import make_database
 from pytest_islandora_job.databases.base import QueueDatabase
-from pytest_islandora_job.databases.dsn import DSN, DatabaseUnavailable
+from pytest_islandora_job.databases.dsn import DSN
 from pytest_islandora_job.databases.mysql import SERVER_OPTIONS, MySQLQueue
 from pytest_islandora_job.databases.postgres import SERVER_SETTINGS, PostgresQueue
 from pytest_islandora_job.databases.sqlite import SQLiteQueue
 from pytest_islandora_job.docker import client, containers
 from pytest_islandora_job.docker.image import ensure_image
-from pytest_islandora_job.servers.base import ServerStartError
+from pytest_islandora_job.readiness import wait_ready
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -155,26 +154,20 @@ class DatabaseContainer(abc.ABC):
         self.start()
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        delay = 0.005
-        while True:
-            if not containers.is_running(self.container):
-                raise ServerStartError(
-                    f"{self.name} container exited during start-up; its log:\n{self.log_tail()}"
-                )
-            try:
-                self.admin_dsn.connect(timeout=1.0).close()
-                return
-            except DatabaseUnavailable:
-                pass
-            if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"{self.name} container did not accept connections on "
-                    f"{self.host}:{self.port} within {self.start_timeout:g}s; its log:\n"
-                    f"{self.log_tail()}"
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
+        wait_ready(
+            self.admin_dsn.answers,
+            lambda: containers.is_running(self.container),
+            self.start_timeout,
+            died=lambda: (
+                f"{self.name} container exited during start-up; its log:\n{self.log_tail()}"
+            ),
+            late=lambda: (
+                f"{self.name} container did not accept connections on "
+                f"{self.host}:{self.port} within {self.start_timeout:g}s; its log:\n"
+                f"{self.log_tail()}"
+            ),
+            max_delay=0.1,
+        )
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines the database container wrote."""

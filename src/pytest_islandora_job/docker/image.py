@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
-from pytest_islandora_job.servers.base import ServerStartError
+from pytest_islandora_job.readiness import ServerStartError
 
 if TYPE_CHECKING:
     from testcontainers.core.docker_client import DockerClient

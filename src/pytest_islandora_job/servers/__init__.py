@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_islandora_job.config import ServerSettings
-from pytest_islandora_job.servers.base import GearmanServer, ServerStartError
+from pytest_islandora_job.readiness import ServerStartError
+from pytest_islandora_job.servers.base import GearmanServer
 
 __all__ = ["GearmanServer", "ServerStartError", "make_servers"]
 

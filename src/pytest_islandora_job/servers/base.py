@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import abc
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from islandora_job.gearman.admin import FunctionStatus, GearmanAdmin
 from islandora_job.gearman.connection import ServerUnavailable
+from pytest_islandora_job.readiness import wait_ready
 
 if TYPE_CHECKING:
     from pytest_islandora_job.config import ServerSettings
     from pytest_islandora_job.databases.base import PersistedJob, QueueDatabase
-
-
-class ServerStartError(RuntimeError):
-    """gearmand (or its queue database) did not become ready; the message has the log tail.
-
-    backend_missing is True when what runs servers is itself absent (no Docker engine).
-    """
-
-    backend_missing = False
 
 
 def tail(path: Path | None, lines: int = 40) -> str:
@@ -111,24 +102,25 @@ class GearmanServer(abc.ABC):
 
     def wait_ready(self, timeout: float, alive: Callable[[], bool]) -> None:
         """Poll admin `version` until it answers; raises ServerStartError if the child dies."""
-        deadline = time.monotonic() + timeout
-        delay = 0.002
-        while True:
-            if not alive():
-                raise ServerStartError(
-                    f"gearmand ({self.backend}) exited during start-up on {self.address}; "
-                    f"log tail:\n{self.log_tail()}"
-                )
+
+        def answers() -> bool:
             try:
                 with GearmanAdmin(self.address, timeout=1.0) as admin:
                     self._version = admin.version()
-                return
             except (ServerUnavailable, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"gearmand ({self.backend}) did not answer admin `version` on {self.address} "
-                    f"within {timeout:g}s; log tail:\n{self.log_tail()}"
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
+                return False
+            return True
+
+        wait_ready(
+            answers,
+            alive,
+            timeout,
+            died=lambda: (
+                f"gearmand ({self.backend}) exited during start-up on {self.address}; "
+                f"log tail:\n{self.log_tail()}"
+            ),
+            late=lambda: (
+                f"gearmand ({self.backend}) did not answer admin `version` on {self.address} "
+                f"within {timeout:g}s; log tail:\n{self.log_tail()}"
+            ),
+        )

@@ -18,7 +18,8 @@ from pytest_islandora_job import ports
 from pytest_islandora_job.docker import client, containers
 from pytest_islandora_job.docker.databases import ContainerSide, make_container_database
 from pytest_islandora_job.docker.image import ensure_image
-from pytest_islandora_job.servers.base import GearmanServer, ServerStartError, tail
+from pytest_islandora_job.readiness import ServerStartError
+from pytest_islandora_job.servers.base import GearmanServer, tail
 
 if TYPE_CHECKING:
     from docker.models.containers import Container

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_islandora_job import ports, processes
-from pytest_islandora_job.servers.base import GearmanServer, ServerStartError
+from pytest_islandora_job.readiness import ServerStartError
+from pytest_islandora_job.servers.base import GearmanServer
 
 if TYPE_CHECKING:
     from pytest_islandora_job.config import ServerSettings
