@@ -75,6 +75,10 @@ def pytest_report_header(config: pytest.Config) -> str:
     queues = " ".join(options.get(config, "gearman_queues"))
     if backend == "external":
         where = ",".join(options.get(config, "gearman_servers") or []) or "(no --gearman-servers)"
+    elif backend == "docker":
+        from pytest_islandora_job.docker.image import image_tag
+
+        where = f"image {options.get(config, 'gearman_image') or image_tag('gearmand')}"
     else:
         where = _gearmand_version(options.get(config, "gearmand_exec"))
     return f"islandora-job: backend {backend}, gearmand {where}, queue {queue}, persistent queues {queues}"
