@@ -85,19 +85,21 @@ def _queued(address: str) -> int:
 def _measure(queue: str, where: Path, runs: int) -> list[Row]:
     seq_jobs, pipe_jobs = SEQUENTIAL[queue], PIPELINED[queue]
     c, seq, pipe, client_cpu, server_cpu = [], [], [], [], []
-    with gearmand(where, queue) as server:
-        address = server.address
-        daemon = psutil.Process(server.pid)
-        for _ in range(runs):
+    for run in range(runs):
+        # A fresh server each run: gearmand slows down as its queue deepens, and what is
+        # measured here is submitting, not a queue grown by the runs before.
+        with gearmand(where / f"run-{run}", queue) as server:
+            address = server.address
+            daemon = psutil.Process(server.pid)
             c.append(c_sequential_rate(address, seq_jobs))
             seq.append(sequential_rate(address, seq_jobs))
             before = sum(daemon.cpu_times()[:2])
             pipe.append(pipelined_rate(address, pipe_jobs, client_cpu))
             server_cpu.append((sum(daemon.cpu_times()[:2]) - before) / (pipe_jobs + 1))
-        expected = runs * (2 * seq_jobs + pipe_jobs + 2)
-        queued = _queued(address)
-    if queued != expected:
-        raise RuntimeError(f"gearmand holds {queued} jobs, {expected} were submitted")
+            expected = 2 * seq_jobs + pipe_jobs + 2
+            queued = _queued(address)
+        if queued != expected:
+            raise RuntimeError(f"gearmand holds {queued} jobs, {expected} were submitted")
     ref = f"C gearman -b, {seq_jobs} jobs"
     c_stats, pipe_stats = Stats.of(c), Stats.of(pipe)
     pipelined = Row(

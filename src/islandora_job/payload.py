@@ -50,9 +50,13 @@ def _too_large(what: str, size: int, limit: int) -> PayloadError:
     )
 
 
+# allow_nan=False: NaN and Infinity are not JSON, and other languages reject them. One
+# encoder for every payload: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def _dumps(value: object) -> bytes:
-    # allow_nan=False: NaN and Infinity are not JSON, and other languages reject them
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def encode(job_name: str, args: Sequence[object], *, max_size: int | None = None) -> bytes:

@@ -70,6 +70,7 @@ def test_foreground_round_trip_of_awkward_bytes(gearmand: Gearmand, client: Gear
     assert seen[0].data == payload
     assert seen[0].handle == result.handle
     assert uuid.UUID(seen[0].unique).version == 4
+    assert uuid.UUID(seen[0].unique).variant == uuid.RFC_4122
     assert seen[0].unique != seen[1].unique
 
 

@@ -99,4 +99,6 @@ def test_a_run_inside_the_run_leaves_the_outer_servers_alone(
 def test_report_header_names_the_image_on_docker(pytester: pytest.Pytester):
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest("--gearman-backend=docker", "--gearman-image=mine/gearmand:1")
-    result.stdout.fnmatch_lines(["islandora-job: backend docker, gearmand image mine/gearmand:1, *"])
+    result.stdout.fnmatch_lines(
+        ["islandora-job: backend docker, gearmand image mine/gearmand:1, *"]
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 import random
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -169,11 +168,19 @@ def _name(function: str) -> bytes:
     return function.encode("utf-8", "surrogateescape")
 
 
+# The version (4) and RFC 4122 variant bits of a UUID, as uuid.UUID(version=4) sets them.
+_UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def _unique(unique: str | None) -> bytes:
     if unique is None:
         # A version 4 UUID from the pseudo-random generator (reseeded in forked children):
         # unique ids need uniqueness, not secrecy, and this spares a getrandom() per job.
-        return str(uuid.UUID(int=random.getrandbits(128), version=4)).encode()
+        # Formatted here rather than through uuid.UUID: a third of the cost, on the hot path.
+        n = random.getrandbits(128) & _UUID4_KEEP | _UUID4_SET
+        h = f"{n:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode()
     if "\0" in unique:
         raise ValueError(f"unique id {unique!r} contains a NUL byte; remove it")
     return unique.encode("utf-8", "surrogateescape")
