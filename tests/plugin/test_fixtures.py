@@ -50,7 +50,9 @@ def test_module_level_api_uses_the_fixture_server(backend_gearman):
 
 def test_job_client_is_bound_to_the_server(backend_client, backend_worker):
     assert backend_client.submit("add", 1, 2, timeout=10) == 3
-    assert_background_handle(backend_client.submit_background("hello"))
+    handle = backend_client.submit_background("hello")
+    assert_background_handle(handle)
+    wait_for_job(handle, timeout=10, servers=[backend_client.servers[0]])
 
 
 def test_job_worker_starts_registered_pidfile_workers(backend_gearman, backend_worker):
