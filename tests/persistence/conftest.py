@@ -24,6 +24,16 @@ postgres_server = factories.gearman_server(queue="postgres")
 mysql_server = factories.gearman_server(queue="mysql")
 sqlite_server = factories.gearman_server(queue="sqlite")
 
+# The crash test runs on each backend and persistent queue (ids like docker-mysql).
+crash_server = factories.gearman_server(
+    params=[
+        {"backend": backend, "queue": queue}
+        for backend in ("process", "docker")
+        for queue in ("mysql", "postgres", "sqlite")
+    ]
+)
+crash_worker = factories.job_worker("crash_server")
+
 
 @contextlib.contextmanager
 def workers(addresses: Sequence[str], temp_dir: Path, count: int = 1) -> Iterator[WorkerPool]:

@@ -25,10 +25,11 @@ def submit_appends(server: GearmanServer, out: Path) -> list[str]:
 
 
 def test_background_jobs_survive_gearmand_sigkill(
-    persistent_gearman_server: GearmanServer, persistent_job_worker: WorkerPool, tmp_path: Path
+    crash_server: GearmanServer, crash_worker: WorkerPool, tmp_path: Path
 ) -> None:
-    server = persistent_gearman_server
-    persistent_job_worker.stop()
+    """On each backend (a process, or a container killed with `docker kill`)."""
+    server = crash_server
+    crash_worker.stop()
     clear([server.address])
     out = tmp_path / "ran.txt"
 
@@ -45,7 +46,7 @@ def test_background_jobs_survive_gearmand_sigkill(
     assert jobs_left([server.address]) == {"append": JOBS}, "gearmand replays the table"
     assert not out.exists()
 
-    persistent_job_worker.start(1)
+    crash_worker.start(1)
     wait_until_idle(server, timeout=60)
     ran = out.read_text().splitlines()
     assert sorted(ran, key=int) == numbers, "every job runs, and runs once"
