@@ -98,7 +98,7 @@ def test_c_client_background_job_reaches_our_worker(
     done = c_client(gearmand, "-b", "-f", worker.prefix + "record", "--", "from C")
     assert done.returncode == 0
     assert b"COULD_NOT_CONNECT" not in done.stderr
-    wait_until(record.exists)
+    wait_until(lambda: record.exists() and record.read_text().endswith("\n"))
     assert record.read_text() == b"from C".hex() + "\n"
 
 
