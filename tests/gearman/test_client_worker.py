@@ -546,9 +546,11 @@ def test_worker_process_serves_jobs(gearmand: Gearmand, worker_process, tmp_path
         crash = client.submit(worker.prefix + "crash", b"", timeout=5)
         assert crash.exception == b"RuntimeError('crashed')"
         handle = client.submit_background(worker.prefix + "record", b"\0\n")
-        wait_until(lambda: (tmp_path / "rec").exists())
-        assert (tmp_path / "rec").read_text() == "000a\n"
-        assert not client.get_status(handle).known
+        rec = tmp_path / "rec"
+        wait_until(lambda: rec.exists() and rec.read_text().endswith("\n"))
+        assert rec.read_text() == "000a\n"
+        # The record is written before the result is sent: wait for gearmand to forget it.
+        wait_until(lambda: not client.get_status(handle).known)
     assert worker.stop() == 0
 
 
