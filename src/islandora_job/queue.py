@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from islandora_job.dsn import parse_dsn
 from islandora_job.gearman.admin import GearmanAdmin
 from islandora_job.gearman.client import ServerError
 from islandora_job.gearman.connection import Connection, parse_address
@@ -124,8 +125,6 @@ def counts_from_table(dsn: str, table: str = DEFAULT_TABLE) -> dict[str, int]:
     the database cannot be reached, QueueTableError when the table cannot be read; no message
     holds the password.
     """
-    from pytest_islandora_job.databases.dsn import parse_dsn
-
     parsed = parse_dsn(dsn)
     with contextlib.closing(parsed.connect()) as conn:
         try:

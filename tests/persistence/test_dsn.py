@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_islandora_job.databases.dsn import DSN, DSNError, parse_dsn
+from islandora_job.dsn import DSN, DSNError, parse_dsn
 
 
 @pytest.mark.parametrize(

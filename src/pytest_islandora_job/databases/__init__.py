@@ -1,7 +1,6 @@
 """The persistent queue's database: MariaDB/MySQL, PostgreSQL or SQLite.
 
-Imports stay lazy here: `islandora_job.queue` reads DSNs through `databases.dsn` without
-pulling in pytest or the server machinery.
+Imports stay lazy here: the process backend with the in-memory queue needs none of them.
 """
 
 from __future__ import annotations
@@ -10,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from islandora_job.dsn import DSN
     from pytest_islandora_job.config import ServerSettings
     from pytest_islandora_job.databases.base import QueueDatabase
-    from pytest_islandora_job.databases.dsn import DSN
 
 __all__ = ["make_database"]
 
@@ -20,7 +19,7 @@ __all__ = ["make_database"]
 def _server_dsn(text: str | None, kind: str, option: str) -> DSN | None:
     import pytest
 
-    from pytest_islandora_job.databases.dsn import DSNError, parse_dsn
+    from islandora_job.dsn import DSNError, parse_dsn
 
     if text is None:
         return None

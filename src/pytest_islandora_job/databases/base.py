@@ -29,9 +29,9 @@ from typing import Any
 
 import filelock
 
+from islandora_job.dsn import DSN, DatabaseUnavailable
 from islandora_job.queue import DEFAULT_TABLE, check_table_name, table_counts
 from pytest_islandora_job import ports, processes
-from pytest_islandora_job.databases.dsn import DSN, DatabaseUnavailable
 from pytest_islandora_job.readiness import ServerStartError, wait_ready
 from pytest_islandora_job.servers.base import tail
 

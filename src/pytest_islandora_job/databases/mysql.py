@@ -13,6 +13,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from islandora_job.dsn import DSN
 from pytest_islandora_job.databases.base import (
     TEMPLATE_BUILD_TIMEOUT,
     LocalServer,
@@ -20,7 +21,6 @@ from pytest_islandora_job.databases.base import (
     find_program,
     run_to_end,
 )
-from pytest_islandora_job.databases.dsn import DSN
 
 DSN_OPTION = "--gearman-mysql-dsn"
 DSN_HINT = f"{DSN_OPTION} mysql://user:pw@host:port/db"

@@ -17,6 +17,7 @@ import pwd
 import signal
 from pathlib import Path
 
+from islandora_job.dsn import DSN
 from pytest_islandora_job.databases.base import (
     TEMPLATE_BUILD_TIMEOUT,
     LocalServer,
@@ -25,7 +26,6 @@ from pytest_islandora_job.databases.base import (
     run_as_prefix,
     run_to_end,
 )
-from pytest_islandora_job.databases.dsn import DSN
 from pytest_islandora_job.readiness import ServerStartError
 
 DSN_OPTION = "--gearman-postgres-dsn"

@@ -12,8 +12,8 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+from islandora_job.dsn import DSN
 from pytest_islandora_job.databases.base import QueueDatabase
-from pytest_islandora_job.databases.dsn import DSN
 
 _SIDE_FILES = ("", "-journal", "-wal", "-shm")
 

@@ -14,10 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from islandora_job.dsn import DSN
 from pytest_islandora_job import ports
 from pytest_islandora_job.databases import make_database
 from pytest_islandora_job.databases.base import QueueDatabase
-from pytest_islandora_job.databases.dsn import DSN
 from pytest_islandora_job.databases.mysql import SERVER_OPTIONS, MySQLQueue
 from pytest_islandora_job.databases.postgres import SERVER_SETTINGS, PostgresQueue
 from pytest_islandora_job.databases.sqlite import SQLiteQueue
