@@ -11,7 +11,7 @@ import pytest
 
 from islandora_job.config import layered
 from pytest_islandora_job import config as options
-from pytest_islandora_job import factories, processes
+from pytest_islandora_job import factories, ports, processes
 from pytest_islandora_job.cluster import GearmanCluster
 from pytest_islandora_job.leftovers import LEFTOVERS
 from pytest_islandora_job.servers.base import GearmanServer, tail
@@ -34,6 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
     options.validate(config)
     processes.run_tag()
     processes.reap_leftovers()
+    ports.sweep()
     config.pluginmanager.register(Sweeper(processes.running()), "islandora-job-sweeper")
 
 

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import port_for
@@ -26,7 +27,13 @@ def _good_ports() -> frozenset[int]:
 
 def _owner_alive(sentinel: Path) -> bool:
     try:
-        return psutil.pid_exists(int(sentinel.read_text().strip() or "0"))
+        text = sentinel.read_text().strip()
+        if not text:
+            # Created, its PID not written yet: young means a claim in progress.
+            return time.time() - sentinel.stat().st_mtime < 5.0
+        return psutil.pid_exists(int(text))
+    except FileNotFoundError:
+        return True  # released meanwhile: nothing to take over
     except (OSError, ValueError):
         return False
 
@@ -58,6 +65,17 @@ def claim(port: int) -> bool:
             f.write(str(os.getpid()))
         return True
     return False
+
+
+def sweep() -> int:
+    """Remove the sentinels of runs that are gone (killed outright); returns how many."""
+    removed = 0
+    for sentinel in SENTINEL_DIR.glob("*") if SENTINEL_DIR.is_dir() else ():
+        if not _owner_alive(sentinel):
+            with contextlib.suppress(FileNotFoundError):
+                sentinel.unlink()
+                removed += 1
+    return removed
 
 
 def release(port: int) -> None:
