@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -106,15 +105,15 @@ def stop_all(keep: set[int] | frozenset[int] = frozenset()) -> None:
             stop(proc, grace=2.0)
 
 
-def tagged_processes(include_live_owners: bool = False) -> list[psutil.Process]:
-    """Processes carrying a run tag; by default only those whose run is gone."""
+def tagged_processes() -> list[psutil.Process]:
+    """Processes carrying the tag of a run that is gone."""
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
             tag = proc.environ().get(TAG_VAR)
         except (psutil.Error, OSError):
             continue
-        if tag and (include_live_owners or not owner_alive(tag)):
+        if tag and not owner_alive(tag):
             found.append(proc)
     return found
 
@@ -132,19 +131,6 @@ def reap_leftovers(timeout: float = 3.0) -> list[str]:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     return ended
-
-
-def wait_gone(pid: int, timeout: float) -> bool:
-    """Wait until pid has exited; True if it did within timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not psutil.pid_exists(pid):
-            return True
-        with contextlib.suppress(psutil.Error):
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        time.sleep(0.01)
-    return not psutil.pid_exists(pid)
 
 
 atexit.register(stop_all)
