@@ -106,18 +106,24 @@ def _resolve_pidfile(pidfile: str | os.PathLike[str]) -> Path:
     return path if path.is_absolute() else pidfile_path(os.fspath(pidfile))
 
 
-def _read_pidfile(path: Path) -> int | None:
-    """The PID a pidfile names, None when there is none; never follows a symbolic link."""
+def _open_no_link(path: Path, flags: int, what: str) -> int:
+    """os.open that never follows a symbolic link: PidfileError (naming `what`) for one."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise PidfileError(
-                f"pidfile {path} is a symbolic link; it is never followed: remove it"
+                f"{what} {path} is a symbolic link; it is never followed: remove it"
             ) from None
         raise
+
+
+def _read_pidfile(path: Path) -> int | None:
+    """The PID a pidfile names, None when there is none; never follows a symbolic link."""
+    try:
+        fd = _open_no_link(path, os.O_RDONLY | os.O_NONBLOCK, "pidfile")
+    except FileNotFoundError:
+        return None
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise PidfileError(f"pidfile {path} is not a regular file: remove it")
@@ -228,18 +234,7 @@ def _write_pid(fd: int, pid: int) -> None:
 
 
 def _open_log(path: Path) -> int:
-    try:
-        return os.open(
-            _log_path(path),
-            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o644,
-        )
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise PidfileError(
-                f"worker log {_log_path(path)} is a symbolic link; it is never followed: remove it"
-            ) from None
-        raise
+    return _open_no_link(_log_path(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, "worker log")
 
 
 def _spawn(path: Path, resolved: Settings) -> subprocess.Popen[bytes]:
