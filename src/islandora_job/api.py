@@ -1,25 +1,30 @@
 """Submitting jobs: foreground, background, batch, status, as in the original module.
 
-`JobClient` is bound to a list of servers; the module-level functions use the servers of
-the current `settings()`, through one client per thread, process and server list.
+`JobClient` is bound to the settings it is given (or those in force when it is made); the
+module-level functions resolve `settings()` once per call and use one client per thread,
+process and settings.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 
-from islandora_job import payload
-from islandora_job.config import parse_servers, settings
+from islandora_job import config, payload
+from islandora_job.config import Settings, parse_max_payload, parse_servers
 from islandora_job.gearman.admin import AdminError, GearmanAdmin
 from islandora_job.gearman.client import GearmanClient, GearmanTimeout, JobResult, JobStatus
-from islandora_job.gearman.connection import ServerUnavailable
 from islandora_job.gearman.protocol import ProtocolError
 
 log = logging.getLogger(__name__)
+
+_REPLY_HEADROOM = 1024 * 1024
+# Seconds a JobTimeout may spend asking the servers what became of the job.
+_STATUS_BUDGET = 0.4
 
 
 class JobFailed(Exception):
@@ -51,15 +56,21 @@ class JobTimeout(TimeoutError):
         super().__init__(f"job {job_name!r} did not end within {timeout} s: {queue_status}")
 
 
-def queue_status(servers: Iterable[str], functions: Iterable[str]) -> str:
+def queue_status(servers: Iterable[str], functions: Iterable[str], timeout: float = 2.0) -> str:
     """Say, per server, how many jobs of each function are queued and running, and by how
-    many workers; used to explain a timeout. Never raises: an unreachable server is said so.
+    many workers; used to explain a timeout. Takes at most ``timeout`` seconds in all.
+    Never raises: an unreachable or silent server is said so.
     """
     wanted = list(dict.fromkeys(functions))
     parts: list[str] = []
+    deadline = time.monotonic() + timeout
     for server in servers:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            parts.append(f"{server}: status not asked (no time left)")
+            continue
         try:
-            with GearmanAdmin(server, timeout=2.0) as admin:
+            with GearmanAdmin(server, timeout=left) as admin:
                 rows = {row.function: row for row in admin.status()}
         except (OSError, AdminError, ProtocolError) as exc:
             parts.append(f"{server}: status unavailable ({exc})")
@@ -131,8 +142,10 @@ def _check_batch(batch: Sequence[Mapping[str, object]]) -> list[tuple[str, Seque
 
 
 class JobClient:
-    """Submits jobs to a list of gearmand servers (default: the settings' servers).
+    """Submits jobs to a list of gearmand servers.
 
+    Its settings are `settings` when given, else those in force when it is made
+    (`islandora_job.settings()`, resolved once); `servers` and `max_payload` override theirs.
     Not safe to share between threads: give each thread its own (the module-level
     functions do). Closes its connection on close() or at the end of a `with` block.
     """
@@ -141,14 +154,32 @@ class JobClient:
         self,
         servers: str | Iterable[str] | None = None,
         *,
+        settings: Settings | None = None,
         connect_timeout: float = 5.0,
         max_payload: int | None = None,
     ) -> None:
-        """Bind to servers ("host:port" list or comma-separated string); ValueError if malformed."""
-        self.servers = settings().servers if servers is None else parse_servers(servers)
-        self.max_payload = max_payload
-        self._connect_timeout = connect_timeout
-        self._client: GearmanClient | None = None
+        """Bind to servers ("host:port" list or comma-separated string); ValueError if a
+        server or the payload limit is malformed."""
+        resolved = config.settings() if settings is None else settings
+        if servers is not None or max_payload is not None:
+            resolved = dataclasses.replace(
+                resolved,
+                servers=resolved.servers if servers is None else parse_servers(servers),
+                max_payload=(
+                    resolved.max_payload if max_payload is None else parse_max_payload(max_payload)
+                ),
+            )
+        self.settings = resolved
+        self.servers = self.settings.servers
+        self.max_payload = self.settings.max_payload
+        # Connects on first use; it drops a connection whose server is lost, and remembers
+        # which servers hung and which created each background handle.
+        self._gearman = GearmanClient(
+            self.servers,
+            connect_timeout=connect_timeout,
+            # A result may be as large as a payload; what else a job sends, a little more.
+            max_reply=self.max_payload + _REPLY_HEADROOM,
+        )
 
     def __repr__(self) -> str:
         return f"JobClient(servers={list(self.servers)!r})"
@@ -160,21 +191,8 @@ class JobClient:
         self.close()
 
     def close(self) -> None:
-        """Close the connection; the next call opens a new one."""
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
-
-    @contextlib.contextmanager
-    def _gearman(self) -> Iterator[GearmanClient]:
-        if self._client is None:
-            self._client = GearmanClient(self.servers, connect_timeout=self._connect_timeout)
-        try:
-            yield self._client
-        except ServerUnavailable:
-            # A lost server leaves the connection unusable: the next call reconnects.
-            self.close()
-            raise
+        """Close the connections; the next call opens new ones."""
+        self._gearman.close()
 
     def _encode(self, job_name: str, args: Sequence[object]) -> bytes:
         return payload.encode(job_name, args, max_size=self.max_payload)
@@ -186,9 +204,8 @@ class JobClient:
 
     def _timed_out(self, job_names: Iterable[str], timeout: float | None) -> JobTimeout:
         names = list(dict.fromkeys(job_names))
-        status = queue_status(self.servers, names)
-        # The connection may still carry the unfinished jobs' replies: start afresh.
-        self.close()
+        # Within the slack a timeout allows, even when a server hangs.
+        status = queue_status(self.servers, names, timeout=_STATUS_BUDGET)
         return JobTimeout(", ".join(names), timeout, status)
 
     def submit(self, job_name: str, *args: object, timeout: float | None = None) -> object:
@@ -201,8 +218,7 @@ class JobClient:
         """
         data = self._encode(job_name, args)
         try:
-            with self._gearman() as gearman:
-                result = gearman.submit(job_name, data, timeout=timeout)
+            result = self._gearman.submit(job_name, data, timeout=timeout)
         except GearmanTimeout:
             raise self._timed_out([job_name], timeout) from None
         return self._decode(job_name, result)
@@ -214,8 +230,7 @@ class JobClient:
         ServerUnavailable when no server can be reached.
         """
         data = self._encode(job_name, args)
-        with self._gearman() as gearman:
-            return gearman.submit_background(job_name, data)
+        return self._gearman.submit_background(job_name, data)
 
     def submit_batch(
         self, batch: Sequence[Mapping[str, object]], timeout: float | None = None
@@ -229,8 +244,7 @@ class JobClient:
         if not jobs:
             return True
         try:
-            with self._gearman() as gearman:
-                results = gearman.submit_many(jobs, timeout=timeout)
+            results = self._gearman.submit_many(jobs, timeout=timeout)
         except GearmanTimeout:
             raise self._timed_out((name for name, _ in jobs), timeout) from None
         ok = True
@@ -242,25 +256,25 @@ class JobClient:
 
     def job_status(self, handle: str) -> JobStatus:
         """The status of a job by handle: known, running, numerator, denominator."""
-        with self._gearman() as gearman:
-            return gearman.get_status(handle)
+        return self._gearman.get_status(handle)
 
 
 _local = threading.local()
 
 
 def _client() -> JobClient:
-    """This thread's client for the configured servers, replaced when they change."""
-    servers, pid = settings().servers, os.getpid()
+    """This thread's client for the settings in force (resolved once per call), replaced
+    when they change."""
+    resolved, pid = config.settings(), os.getpid()
     cached: tuple[int, JobClient] | None = getattr(_local, "client", None)
     if cached is not None:
         owner, client = cached
-        if owner == pid and client.servers == servers:
+        if owner == pid and (client.settings is resolved or client.settings == resolved):
             return client
         if owner == pid:
             client.close()
         # After a fork the socket is the parent's: leave it to the parent.
-    client = JobClient(servers)
+    client = JobClient(settings=resolved)
     _local.client = (pid, client)
     return client
 

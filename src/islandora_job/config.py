@@ -11,8 +11,9 @@ import contextlib
 import dataclasses
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from islandora_job.gearman.connection import DEFAULT_PORT, parse_address
 
@@ -23,6 +24,8 @@ ENV_MAX_PAYLOAD = "ISLANDORA_JOB_MAX_PAYLOAD"
 
 DEFAULT_SERVERS = (f"127.0.0.1:{DEFAULT_PORT}",)
 DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +92,8 @@ def _parse_modules(modules: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(m.strip() for m in items if m.strip())
 
 
-def _parse_max_payload(value: str | int) -> int:
+def parse_max_payload(value: str | int) -> int:
+    """A positive payload limit in bytes; ValueError naming the value otherwise."""
     try:
         size = int(value)
     except (TypeError, ValueError):
@@ -102,11 +106,30 @@ def _parse_max_payload(value: str | int) -> int:
     return size
 
 
-def _from_env(name: str, parse, env: Mapping[str, str]):
+def _from_env(name: str, parse: Callable[[str], T], default: T, env: Mapping[str, str]) -> T:
+    """The parsed value of environment variable ``name``, or ``default`` when unset or empty;
+    ValueError naming the variable when malformed."""
+    raw = env.get(name)
+    if not raw:
+        return default
     try:
-        return parse(env[name])
+        return parse(raw)
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from None
+
+
+def _pick(high: T | None, low: T | None) -> T | None:
+    return low if high is None else high
+
+
+def _over(low: Overrides, high: Overrides) -> Overrides:
+    """``high`` over ``low``: each setting ``high`` leaves unset comes from ``low``."""
+    return Overrides(
+        servers=_pick(high.servers, low.servers),
+        temp_dir=_pick(high.temp_dir, low.temp_dir),
+        modules=_pick(high.modules, low.modules),
+        max_payload=_pick(high.max_payload, low.max_payload),
+    )
 
 
 def settings() -> Settings:
@@ -117,36 +140,28 @@ def settings() -> Settings:
     """
     global _cached
     env = os.environ
-    o, layer = _overrides, _layered
-    # Every submit asks for the settings: parse only when an input changed.
-    key = (o, layer, *(env.get(name) for name in _ENV_NAMES), os.getcwd())
+    # Callers resolve once per call; still, parse only when an input changed.
+    key = (_overrides, _layered, *(env.get(name) for name in _ENV_NAMES), os.getcwd())
     if _cached is not None and _cached[0] == key:
         return _cached[1]
-    o = Overrides(
-        *(
-            mine if mine is not None else theirs
-            for mine, theirs in zip(_fields(o), _fields(layer), strict=True)
-        )
-    )
-    servers = o.servers
-    if servers is None:
-        servers = (
-            _from_env(ENV_SERVERS, parse_servers, env) if env.get(ENV_SERVERS) else DEFAULT_SERVERS
-        )
+    o = _over(_layered, _overrides)
     temp_dir = o.temp_dir
     if temp_dir is None:
         temp_dir = Path(env.get(ENV_TEMP_DIR) or tempfile.gettempdir())
-    modules = o.modules
-    if modules is None:
-        modules = _parse_modules(env.get(ENV_MODULES, ""))
-    max_payload = o.max_payload
-    if max_payload is None:
-        max_payload = (
-            _from_env(ENV_MAX_PAYLOAD, _parse_max_payload, env)
-            if env.get(ENV_MAX_PAYLOAD)
-            else DEFAULT_MAX_PAYLOAD
-        )
-    resolved = Settings(servers, temp_dir.absolute(), modules, max_payload)
+    resolved = Settings(
+        servers=(
+            o.servers
+            if o.servers is not None
+            else _from_env(ENV_SERVERS, parse_servers, DEFAULT_SERVERS, env)
+        ),
+        temp_dir=temp_dir.absolute(),
+        modules=o.modules if o.modules is not None else _parse_modules(env.get(ENV_MODULES, "")),
+        max_payload=(
+            o.max_payload
+            if o.max_payload is not None
+            else _from_env(ENV_MAX_PAYLOAD, parse_max_payload, DEFAULT_MAX_PAYLOAD, env)
+        ),
+    )
     _cached = (key, resolved)
     return resolved
 
@@ -165,16 +180,7 @@ def configure(
     """
     global _overrides
     previous = _overrides
-    changes: dict[str, object] = {}
-    if servers is not None:
-        changes["servers"] = parse_servers(servers)
-    if temp_dir is not None:
-        changes["temp_dir"] = Path(temp_dir).absolute()
-    if modules is not None:
-        changes["modules"] = _parse_modules(modules)
-    if max_payload is not None:
-        changes["max_payload"] = _parse_max_payload(max_payload)
-    _overrides = dataclasses.replace(previous, **changes)
+    _overrides = _over(previous, _overrides_of(servers, temp_dir, modules, max_payload))
     return previous
 
 
@@ -212,17 +218,26 @@ def configured(
         restore(previous)
 
 
-def _fields(overrides: Overrides) -> tuple[object, ...]:
-    return (overrides.servers, overrides.temp_dir, overrides.modules, overrides.max_payload)
+def _overrides_of(
+    servers: str | Iterable[str] | None = None,
+    temp_dir: str | os.PathLike[str] | None = None,
+    modules: str | Iterable[str] | None = None,
+    max_payload: int | None = None,
+) -> Overrides:
+    """Parse settings given in code; ValueError when one is malformed."""
+    return Overrides(
+        servers=None if servers is None else parse_servers(servers),
+        temp_dir=None if temp_dir is None else Path(temp_dir).absolute(),
+        modules=None if modules is None else _parse_modules(modules),
+        max_payload=None if max_payload is None else parse_max_payload(max_payload),
+    )
 
 
 def _merge_layers() -> None:
     global _layered
     merged = Overrides()
     for _, layer in _layers:
-        merged = dataclasses.replace(
-            merged, **{k: v for k, v in dataclasses.asdict(layer).items() if v is not None}
-        )
+        merged = _over(merged, layer)
     _layered = merged
 
 
@@ -231,6 +246,7 @@ def layered(
     *,
     servers: str | Iterable[str] | None = None,
     temp_dir: str | os.PathLike[str] | None = None,
+    modules: str | Iterable[str] | None = None,
 ) -> Iterator[None]:
     """Settings beneath `configure()` and above the environment while the with block runs.
 
@@ -238,10 +254,7 @@ def layered(
     test server fixture: layers may end in any order, and ending one never undoes another,
     nor what `configure()` set meanwhile. Raises ValueError (nothing changed) when malformed.
     """
-    layer = Overrides(
-        servers=None if servers is None else parse_servers(servers),
-        temp_dir=None if temp_dir is None else Path(temp_dir).absolute(),
-    )
+    layer = _overrides_of(servers, temp_dir, modules)
     token = object()
     _layers.append((token, layer))
     _merge_layers()

@@ -3,6 +3,9 @@
 A job's payload is the JSON object {"func": job_name, "args": [...]} sent on the Gearman
 function named after the job; its result is the JSON of the returned value; a failure is
 {"type": "ValueError", "message": "..."}.
+
+The codec is pure: the size limit is an argument (16 MiB unless given), never looked up;
+callers pass the limit of the settings they were handed.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 
-from islandora_job.config import ENV_MAX_PAYLOAD, settings
+from islandora_job.config import DEFAULT_MAX_PAYLOAD, ENV_MAX_PAYLOAD
 
 
 class PayloadError(ValueError):
@@ -39,10 +42,6 @@ def check_job_name(job_name: object) -> str:
     return job_name
 
 
-def _limit(max_size: int | None) -> int:
-    return settings().max_payload if max_size is None else max_size
-
-
 def _too_large(what: str, size: int, limit: int) -> PayloadError:
     return PayloadError(
         f"{what} is {size} bytes, more than the maximum of {limit}: send smaller arguments "
@@ -59,7 +58,7 @@ def _dumps(value: object) -> bytes:
     return _ENCODER.encode(value).encode()
 
 
-def encode(job_name: str, args: Sequence[object], *, max_size: int | None = None) -> bytes:
+def encode(job_name: str, args: Sequence[object], *, max_size: int = DEFAULT_MAX_PAYLOAD) -> bytes:
     """Encode a job's payload.
 
     Raises TypeError when an argument cannot be encoded as JSON (serialize it first),
@@ -73,9 +72,8 @@ def encode(job_name: str, args: Sequence[object], *, max_size: int | None = None
             f"the arguments of job {job_name!r} cannot be encoded as JSON ({exc}): serialize "
             "them to JSON types first (dict, list, str, int, float, bool, None)"
         ) from None
-    limit = _limit(max_size)
-    if len(data) > limit:
-        raise _too_large(f"the payload of job {job_name!r}", len(data), limit)
+    if len(data) > max_size:
+        raise _too_large(f"the payload of job {job_name!r}", len(data), max_size)
     return data
 
 
@@ -95,7 +93,7 @@ def _load_json(data: bytes, what: str, limit: int) -> object:
 
 
 def decode(
-    data: bytes, expected_function: str | None, *, max_size: int | None = None
+    data: bytes, expected_function: str | None, *, max_size: int = DEFAULT_MAX_PAYLOAD
 ) -> tuple[str, list[object]]:
     """Decode a payload into (job name, args).
 
@@ -103,7 +101,7 @@ def decode(
     Raises PayloadError when the bytes are empty, too large, not UTF-8, not JSON, not
     {"func": str, "args": list}, or name a job other than expected_function.
     """
-    obj = _load_json(data, "the payload", _limit(max_size))
+    obj = _load_json(data, "the payload", max_size)
     shape = 'expected {"func": "job name", "args": [...]}'
     if not isinstance(obj, dict):
         raise PayloadError(f"the payload is a JSON {type(obj).__name__}, not an object: {shape}")
@@ -131,9 +129,9 @@ def encode_result(value: object) -> bytes:
         ) from None
 
 
-def decode_result(data: bytes, *, max_size: int | None = None) -> object:
-    """Decode a job's result; PayloadError when it is not JSON."""
-    return _load_json(data, "the job's result", _limit(max_size))
+def decode_result(data: bytes, *, max_size: int = DEFAULT_MAX_PAYLOAD) -> object:
+    """Decode a job's result; PayloadError when it is not JSON or over ``max_size``."""
+    return _load_json(data, "the job's result", max_size)
 
 
 def encode_failure(exc: BaseException) -> bytes:

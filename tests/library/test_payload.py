@@ -67,16 +67,22 @@ def test_maximum_size_is_enforced_on_encode_and_decode() -> None:
     assert payload.decode(data, "echo", max_size=len(data)) == ("echo", ["x" * 100])
 
 
-def test_default_maximum_is_16_mib_and_follows_the_settings(
+def test_the_codec_is_pure_and_the_client_takes_the_limit_of_its_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert islandora_job.settings().max_payload == 16 * 1024 * 1024
     monkeypatch.setenv("ISLANDORA_JOB_MAX_PAYLOAD", "64")
+    # The codec never looks the limit up: its default is the 16 MiB constant.
+    assert payload.decode(payload.encode("echo", ["x" * 64]), "echo")[1] == ["x" * 64]
+    # A client resolves the settings once, when it is made, and keeps their limit.
+    client = islandora_job.JobClient(servers="127.0.0.1:1")
+    assert client.max_payload == 64
     with pytest.raises(PayloadError, match="maximum of 64"):
-        payload.encode("echo", ["x" * 64])
+        client.submit_background("echo", "x" * 64)
     previous = islandora_job.configure(max_payload=1000)
     try:
-        assert payload.decode(payload.encode("echo", ["x" * 64]), "echo")[1] == ["x" * 64]
+        assert islandora_job.JobClient(servers="127.0.0.1:1").max_payload == 1000
+        assert client.max_payload == 64
     finally:
         islandora_job.restore(previous)
 

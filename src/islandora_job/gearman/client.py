@@ -1,6 +1,8 @@
 """Gearman client: SUBMIT_JOB*, many jobs in flight for batches, GET_STATUS, failover.
 
-A client holds at most one connection per server and submits on the first server of its
+A client holds at most one connection per server, each with a sans-I/O
+:class:`~islandora_job.gearman.tracker.ReplyTracker` that matches replies to requests; one
+read loop (``_next``) feeds it. A client holds at most one connection per server and submits on the first server of its
 list that accepts a connection; when that connection dies, the next call connects again,
 starting from the first server. A submit that fails before gearmand acknowledged it is
 retried once on a fresh connection (the job's unique id makes a repeat harmless). Not safe
@@ -13,11 +15,22 @@ import enum
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from .connection import Connection, ServerUnavailable, parse_address
-from .protocol import Packet, PacketType, ProtocolError, request
+from .protocol import MAX_PACKET_SIZE, PacketType, ProtocolError, request
+from .tracker import (
+    Event,
+    JobCreated,
+    JobEnded,
+    JobResult,
+    JobStatus,
+    OptionAccepted,
+    ReplyTracker,
+    ServerErrored,
+    StatusAnswered,
+)
 
 __all__ = [
     "GearmanClient",
@@ -30,18 +43,10 @@ __all__ = [
 ]
 
 _T = PacketType
-_WORK_TYPES = frozenset(
-    {
-        _T.WORK_COMPLETE,
-        _T.WORK_FAIL,
-        _T.WORK_EXCEPTION,
-        _T.WORK_DATA,
-        _T.WORK_WARNING,
-        _T.WORK_STATUS,
-    }
-)
 # Background handles remembered for get_status(); old ones are forgotten first.
 _MAX_REMEMBERED_HANDLES = 100_000
+# How long a server that hung (accepted, then acknowledged nothing) is tried last.
+_SUSPECT_SECONDS = 60.0
 
 
 class Priority(enum.Enum):
@@ -86,79 +91,6 @@ class ServerError(Exception):
         self.message = message
 
 
-@dataclass
-class JobResult:
-    """What a foreground job sent back.
-
-    ``status`` is ``"complete"``, ``"fail"`` or ``"exception"``; ``data`` is the
-    WORK_COMPLETE payload (else empty); ``exception`` the WORK_EXCEPTION payload; ``partial``
-    the WORK_DATA payloads, ``warnings`` the WORK_WARNING payloads and ``progress`` the
-    WORK_STATUS (numerator, denominator) pairs, in arrival order.
-    """
-
-    handle: str
-    function: str
-    status: str = "pending"
-    data: bytes = b""
-    exception: bytes | None = None
-    partial: list[bytes] = field(default_factory=list)
-    warnings: list[bytes] = field(default_factory=list)
-    progress: list[tuple[int, int]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when the job completed (WORK_COMPLETE)."""
-        return self.status == "complete"
-
-
-@dataclass
-class JobStatus:
-    """A GET_STATUS answer: whether the server knows the job, whether it runs, its progress."""
-
-    handle: str
-    known: bool
-    running: bool
-    numerator: int
-    denominator: int
-
-
-def _apply(result: JobResult, packet: Packet) -> bool:
-    """Record one WORK_* packet in ``result``; True when it ended the job."""
-    kind = packet.type
-    if kind is _T.WORK_COMPLETE:
-        result.status = "complete"
-        result.data = packet.args[1]
-        return True
-    if kind is _T.WORK_EXCEPTION:
-        # gearmand 1.1 ends the job with WORK_EXCEPTION (a WORK_FAIL sent after it is
-        # refused); older servers forward a WORK_FAIL too, which then finds no job here.
-        result.status = "exception"
-        result.exception = packet.args[1]
-        return True
-    if kind is _T.WORK_FAIL:
-        result.status = "fail"
-        return True
-    if kind is _T.WORK_DATA:
-        result.partial.append(packet.args[1])
-    elif kind is _T.WORK_WARNING:
-        result.warnings.append(packet.args[1])
-    else:
-        result.progress.append((_number(packet.args[1]), _number(packet.args[2])))
-    return False
-
-
-def _number(raw: bytes) -> int:
-    text = raw.rstrip(b"\0")
-    if not text.isdigit():
-        raise ProtocolError(f"expected a number from gearmand, got {raw!r}")
-    return int(text)
-
-
-def _handle(raw: bytes) -> str:
-    # gearmand counts a C string's terminating NUL into some handle arguments (WORK_FAIL).
-    return raw.rstrip(b"\0").decode("utf-8", "surrogateescape")
-
-
 def _name(function: str) -> bytes:
     if not function or "\0" in function:
         raise ValueError(
@@ -186,20 +118,40 @@ def _unique(unique: str | None) -> bytes:
     return unique.encode("utf-8", "surrogateescape")
 
 
+def _within(limit: float, deadline: float | None) -> float:
+    """``limit`` seconds, or fewer when ``deadline`` comes first (never below a microsecond,
+    which the socket layer would read as "no limit")."""
+    if deadline is None:
+        return limit
+    return max(min(limit, deadline - time.monotonic()), 1e-6)
+
+
 def _payload(data: bytes) -> bytes:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"job data must be bytes, not {type(data).__name__}; encode it first")
     return bytes(data)
 
 
+@dataclass
+class _Link:
+    """One open connection and what it waits for."""
+
+    conn: Connection
+    tracker: ReplyTracker
+
+
 class GearmanClient:
     """Submit jobs to a list of gearmand servers ("host:port", port defaulting to 4730).
 
-    ``connect_timeout`` bounds each connect; ``ack_timeout`` bounds each wait for gearmand
-    to acknowledge a request (JOB_CREATED, STATUS_RES, OPTION_RES). A new connection goes
-    to the first server of the list that accepts it. Methods raise ServerUnavailable when no server can be reached or the server is lost
-    while a job runs, GearmanTimeout when an answer does not come in time, ServerError on a
-    gearmand ERROR packet and ProtocolError on malformed bytes.
+    ``connect_timeout`` bounds each connect, handshake and send; ``ack_timeout`` bounds each
+    wait for gearmand to acknowledge a request (JOB_CREATED, STATUS_RES). A call's
+    ``timeout`` bounds all of it. ``max_reply`` caps the bytes one job's replies may
+    accumulate (WORK_DATA, WORK_WARNING, WORK_STATUS, WORK_COMPLETE). A new connection goes
+    to the first server of the list that accepts it; one that hung is tried last for a
+    while. Methods raise ServerUnavailable when
+    no server can be reached or the server is lost while a job runs, GearmanTimeout when an
+    answer does not come in time, ServerError on a gearmand ERROR packet and ProtocolError
+    on malformed bytes.
     """
 
     def __init__(
@@ -208,6 +160,7 @@ class GearmanClient:
         connect_timeout: float = 5.0,
         *,
         ack_timeout: float = 30.0,
+        max_reply: int = MAX_PACKET_SIZE,
     ) -> None:
         if isinstance(servers, str):
             servers = [servers]
@@ -217,7 +170,9 @@ class GearmanClient:
         self.servers = [Connection.format_address(*address) for address in self._addresses]
         self.connect_timeout = connect_timeout
         self.ack_timeout = ack_timeout
-        self._conns: dict[int, Connection] = {}
+        self.max_reply = max_reply
+        self._links: dict[int, _Link] = {}
+        self._suspects: dict[int, float] = {}
         self._current: int | None = None
         self._handle_servers: OrderedDict[str, int] = OrderedDict()
 
@@ -226,7 +181,7 @@ class GearmanClient:
 
     def close(self) -> None:
         """Close every connection (a later call opens new ones)."""
-        for index in list(self._conns):
+        for index in list(self._links):
             self._drop(index)
 
     def __enter__(self) -> GearmanClient:
@@ -237,121 +192,132 @@ class GearmanClient:
 
     # -- connections ------------------------------------------------------------------
 
-    def _server_conn(self, index: int) -> Connection:
-        conn = self._conns.get(index)
-        if conn is not None and not conn.closed:
-            return conn
+    def _link(self, index: int, deadline: float | None) -> _Link:
+        """The open connection to server ``index``, connecting (and asking for exceptions)
+        when there is none. The connect and the handshake end by ``deadline`` and within
+        ``connect_timeout`` each. Raises ServerUnavailable when that fails."""
+        link = self._links.get(index)
+        if link is not None and not link.conn.closed:
+            return link
         host, port = self._addresses[index]
-        conn = Connection(host, port, self.connect_timeout)
+        conn = Connection(host, port, _within(self.connect_timeout, deadline))
+        link = _Link(conn, ReplyTracker(self.max_reply))
+        self._links[index] = link
         try:
-            conn.send(request(_T.OPTION_REQ, b"exceptions"))
-            reply = conn.read_packet(self.ack_timeout)
-        except (TimeoutError, ProtocolError) as exc:
-            conn.close()
+            link.tracker.asked_option("exceptions")
+            self._send(index, link, request(_T.OPTION_REQ, b"exceptions"), deadline, "OPTION_REQ")
+            event = None
+            while not isinstance(event, OptionAccepted):
+                event = self._next(
+                    index, link, deadline, "OPTION_REQ", ack_timeout=self.connect_timeout
+                )
+        except (GearmanTimeout, ProtocolError, ServerError) as exc:
+            self._drop(index)
             raise ServerUnavailable(
-                f"gearmand at {conn.address} did not answer OPTION_REQ: {exc}"
+                f"gearmand at {conn.address} did not answer OPTION_REQ exceptions: {exc}"
             ) from exc
-        if reply.type is not _T.OPTION_RES:
-            conn.close()
-            raise ServerUnavailable(
-                f"gearmand at {conn.address} answered OPTION_REQ exceptions with "
-                f"{reply.type.name} {reply.args!r}"
-            )
-        self._conns[index] = conn
-        return conn
+        self._suspects.pop(index, None)
+        return link
 
-    def _submit_conn(self) -> tuple[int, Connection]:
+    def _submit_link(self, deadline: float | None) -> tuple[int, _Link]:
         index = self._current
         if index is not None:
-            conn = self._conns.get(index)
-            if conn is not None and not conn.closed:
-                return index, conn
+            link = self._links.get(index)
+            if link is not None and not link.conn.closed:
+                return index, link
         errors = []
-        for index in range(len(self._addresses)):
+        now = time.monotonic()
+        # Servers that recently hung are tried last (a stable sort keeps the list's order).
+        order = sorted(range(len(self._addresses)), key=lambda i: self._suspects.get(i, 0) > now)
+        for index in order:
             try:
-                conn = self._server_conn(index)
+                link = self._link(index, deadline)
             except ServerUnavailable as exc:
                 errors.append(str(exc))
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
                 continue
             self._current = index
-            return index, conn
+            return index, link
         raise ServerUnavailable("no gearmand server reachable: " + "; ".join(errors))
 
     def _drop(self, index: int) -> None:
-        conn = self._conns.pop(index, None)
-        if conn is not None:
-            conn.close()
+        link = self._links.pop(index, None)
+        if link is not None:
+            link.conn.close()
         if self._current == index:
             self._current = None
 
-    def _read(
+    def _hung(self, index: int) -> None:
+        """Server ``index`` did not acknowledge in time: close it, and let the next calls
+        try the other servers first for a while."""
+        self._drop(index)
+        self._suspects[index] = time.monotonic() + _SUSPECT_SECONDS
+
+    def _send(
+        self, index: int, link: _Link, data: bytes, deadline: float | None, what: str
+    ) -> None:
+        """Send within the time left (``connect_timeout`` without a deadline)."""
+        timeout = self.connect_timeout if deadline is None else _within(float("inf"), deadline)
+        try:
+            link.conn.send(data, timeout)
+        except TimeoutError as exc:
+            self._hung(index)
+            raise GearmanTimeout(f"{what}: {exc}", link.tracker.running) from None
+        except ServerUnavailable:
+            self._drop(index)
+            raise
+
+    def _next(
         self,
         index: int,
-        conn: Connection,
+        link: _Link,
         deadline: float | None,
-        waiting_for: str,
-        handles: Sequence[str] = (),
+        what: str,
         *,
-        ack: bool = False,
-    ) -> Packet:
-        """Read the next packet before ``deadline``; an acknowledgement (``ack``) must also
-        come within ``ack_timeout``. Closes the connection on any failure."""
+        ack_timeout: float | None = None,
+    ) -> Event | None:
+        """The one read loop: read the next packet before ``deadline`` and return the event
+        it makes. While an acknowledgement is awaited the wait is also bounded by
+        ``ack_timeout`` (default: the client's). Any failure closes the connection."""
+        conn, tracker = link.conn, link.tracker
+        bound = self.ack_timeout if ack_timeout is None else ack_timeout
         while True:
             if deadline is None:
                 # Always the same value: the socket's timeout is then never changed.
-                timeout = self.ack_timeout
+                timeout = bound
             else:
-                timeout = max(deadline - time.monotonic(), 0.0)
-                if ack:
-                    timeout = min(timeout, self.ack_timeout)
+                # Checked before reading: a peer that floods packets still times out.
+                timeout = deadline - time.monotonic()
+                if tracker.awaiting_ack:
+                    timeout = min(timeout, bound)
             try:
-                packet: Packet = conn.read_packet(timeout)
+                if timeout <= 0:
+                    raise TimeoutError
+                packet = conn.read_packet(timeout)
+                event = tracker.receive(packet)
             except TimeoutError:
-                if deadline is None and not ack:
+                if deadline is None and not tracker.awaiting_ack:
                     continue
-                self._drop(index)
+                if tracker.awaiting_ack:
+                    self._hung(index)
+                else:
+                    self._drop(index)
                 raise GearmanTimeout(
-                    f"{waiting_for}: no answer from gearmand at {conn.address} "
-                    f"within {timeout:g} s",
-                    handles,
+                    f"{what}: no answer from gearmand at {conn.address} within "
+                    f"{max(timeout, 0):g} s",
+                    tracker.running,
                 ) from None
-            except (ServerUnavailable, ProtocolError):
-                self._drop(index)
-                raise
-            if packet.type is _T.ERROR:
-                self._drop(index)
-                raise ServerError(
-                    conn.address,
-                    packet.args[0].decode("utf-8", "replace"),
-                    packet.args[1].decode("utf-8", "replace"),
-                )
-            return packet
-
-    def _send_first(
-        self, data: bytes, deadline: float | None, what: str
-    ) -> tuple[int, Connection, Packet]:
-        """Send submit packets and return the first JOB_CREATED; retry once on a fresh
-        connection when the server is lost before it acknowledged anything."""
-        for attempt in (0, 1):
-            index, conn = self._submit_conn()
-            try:
-                conn.send(data)
-                while True:
-                    packet = self._read(index, conn, deadline, what, ack=True)
-                    if packet.type is _T.JOB_CREATED:
-                        return index, conn, packet
-                    self._check_stray(index, conn, packet)
             except ServerUnavailable:
                 self._drop(index)
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _check_stray(self, index: int, conn: Connection, packet: Packet) -> None:
-        """Accept a WORK_* packet of a job this call does not wait for; refuse anything else."""
-        if packet.type not in _WORK_TYPES:
-            self._drop(index)
-            raise ProtocolError(f"unexpected {packet.type.name} from gearmand at {conn.address}")
+                raise
+            except ProtocolError as exc:
+                self._drop(index)
+                raise type(exc)(f"{exc} (gearmand at {conn.address})") from None
+            if isinstance(event, ServerErrored):
+                self._drop(index)
+                raise ServerError(conn.address, event.code, event.message)
+            return event
 
     def _remember(self, handle: str, index: int) -> None:
         handles = self._handle_servers
@@ -360,6 +326,45 @@ class GearmanClient:
             handles.popitem(last=False)
 
     # -- submits ----------------------------------------------------------------------
+
+    def _run(
+        self,
+        data: bytes,
+        functions: Sequence[str],
+        *,
+        background: bool,
+        deadline: float | None,
+        describe: Callable[[ReplyTracker, int], str],
+    ) -> tuple[int, list[Event]]:
+        """Send submit packets for ``functions`` and read until each job is created
+        (background) or has ended (foreground); return the server's index and, per job in
+        order, its JobCreated or JobEnded. ``describe(tracker, left)`` names what is awaited
+        in errors. A server lost before it acknowledged anything is tried once more on a
+        fresh connection (the unique ids make a repeat harmless)."""
+        wanted = JobCreated if background else JobEnded
+        for attempt in (0, 1):
+            index, link = self._submit_link(deadline)
+            tickets = [link.tracker.submitted(f, background=background) for f in functions]
+            outcomes: dict[int, Event] = {}
+            acknowledged = False
+            try:
+                self._send(index, link, data, deadline, describe(link.tracker, len(tickets)))
+                while len(outcomes) < len(tickets):
+                    what = describe(link.tracker, len(tickets) - len(outcomes))
+                    event = self._next(index, link, deadline, what)
+                    if isinstance(event, JobCreated):
+                        acknowledged = True
+                    if isinstance(event, wanted):
+                        outcomes[event.ticket] = event
+            except ServerUnavailable as exc:
+                self._drop(index)
+                if acknowledged:
+                    raise ServerUnavailable(f"{what} is lost: {exc}") from exc
+                if attempt:
+                    raise
+                continue
+            return index, [outcomes[ticket] for ticket in tickets]
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def submit(
         self,
@@ -375,22 +380,49 @@ class GearmanClient:
         ``timeout`` (seconds) bounds the whole call; GearmanTimeout when it runs out.
         """
         packet = request(_FOREGROUND[priority], _name(function), _unique(unique), _payload(data))
+        return self._foreground(packet, [function], timeout)[0]
+
+    def submit_many(
+        self,
+        jobs: Sequence[tuple[str, bytes]],
+        *,
+        priority: Priority = Priority.NORMAL,
+        timeout: float | None = None,
+    ) -> list[JobResult]:
+        """Run foreground jobs all at once on one connection; results in input order.
+
+        ``timeout`` bounds the whole call; GearmanTimeout names how many jobs had not ended.
+        """
+        if not jobs:
+            return []
+        kind = _FOREGROUND[priority]
+        data = b"".join(
+            request(kind, _name(function), _unique(None), _payload(payload))
+            for function, payload in jobs
+        )
+        return self._foreground(data, [function for function, _ in jobs], timeout)
+
+    def _foreground(
+        self, data: bytes, functions: Sequence[str], timeout: float | None
+    ) -> list[JobResult]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        what = f"job {function!r}"
-        index, conn, created = self._send_first(packet, deadline, what)
-        handle = created.args[0].rstrip(b"\0")
-        result = JobResult(_handle(handle), function)
-        what = f"job {function!r} ({result.handle})"
-        try:
-            while True:
-                packet_in = self._read(index, conn, deadline, what, (result.handle,))
-                if packet_in.type in _WORK_TYPES:
-                    if packet_in.args[0].rstrip(b"\0") == handle and _apply(result, packet_in):
-                        return result
-                else:
-                    self._check_stray(index, conn, packet_in)
-        except ServerUnavailable as exc:
-            raise ServerUnavailable(f"{what} is lost: {exc}") from exc
+        if len(functions) == 1:
+            name = f"job {functions[0]!r}"
+
+            def describe(tracker: ReplyTracker, left: int) -> str:
+                running = tracker.running
+                return f"{name} ({running[0]})" if running else name
+
+        else:
+            batch = f"batch of {len(functions)} jobs"
+
+            def describe(tracker: ReplyTracker, left: int) -> str:
+                return f"{batch} ({left} not ended)"
+
+        _, events = self._run(
+            data, functions, background=False, deadline=deadline, describe=describe
+        )
+        return [event.result for event in events if isinstance(event, JobEnded)]
 
     def submit_background(
         self,
@@ -402,57 +434,7 @@ class GearmanClient:
     ) -> str:
         """Queue a job and return its handle (``H:host:N``) at once."""
         packet = request(_BACKGROUND[priority], _name(function), _unique(unique), _payload(data))
-        index, _conn, created = self._send_first(packet, None, f"background job {function!r}")
-        handle = _handle(created.args[0])
-        self._remember(handle, index)
-        return handle
-
-    def submit_many(
-        self, jobs: Sequence[tuple[str, bytes]], *, timeout: float | None = None
-    ) -> list[JobResult]:
-        """Run foreground jobs all at once on one connection; results in input order.
-
-        ``timeout`` bounds the whole call; GearmanTimeout names how many jobs had not ended.
-        """
-        if not jobs:
-            return []
-        data = b"".join(
-            request(_T.SUBMIT_JOB, _name(function), _unique(None), _payload(payload))
-            for function, payload in jobs
-        )
-        deadline = None if timeout is None else time.monotonic() + timeout
-        what = f"batch of {len(jobs)} jobs"
-        index, conn, packet = self._send_first(data, deadline, what)
-        results: list[JobResult] = []
-        running: dict[bytes, JobResult] = {}
-        try:
-            while True:
-                if packet.type is _T.JOB_CREATED:
-                    if len(results) == len(jobs):
-                        self._drop(index)
-                        raise ProtocolError(f"more JOB_CREATED than jobs from {conn.address}")
-                    result = JobResult(_handle(packet.args[0]), jobs[len(results)][0])
-                    results.append(result)
-                    running[packet.args[0].rstrip(b"\0")] = result
-                elif packet.type in _WORK_TYPES:
-                    key = packet.args[0].rstrip(b"\0")
-                    result_for = running.get(key)
-                    if result_for is not None and _apply(result_for, packet):
-                        del running[key]
-                else:
-                    self._check_stray(index, conn, packet)
-                if not running and len(results) == len(jobs):
-                    return results
-                waiting = len(running) + len(jobs) - len(results)
-                packet = self._read(
-                    index,
-                    conn,
-                    deadline,
-                    f"{what} ({waiting} not ended)",
-                    [r.handle for r in results if r.status == "pending"],
-                )
-        except ServerUnavailable as exc:
-            raise ServerUnavailable(f"{what} is lost: {exc}") from exc
+        return self._background(packet, [function], f"background job {function!r}")[0]
 
     def submit_background_many(
         self, jobs: Sequence[tuple[str, bytes]], *, priority: Priority = Priority.NORMAL
@@ -465,15 +447,13 @@ class GearmanClient:
             request(kind, _name(function), _unique(None), _payload(payload))
             for function, payload in jobs
         )
-        what = f"{len(jobs)} background jobs"
-        index, conn, packet = self._send_first(data, None, what)
-        handles = [_handle(packet.args[0])]
-        while len(handles) < len(jobs):
-            packet = self._read(index, conn, None, what, ack=True)
-            if packet.type is _T.JOB_CREATED:
-                handles.append(_handle(packet.args[0]))
-            else:
-                self._check_stray(index, conn, packet)
+        return self._background(data, [f for f, _ in jobs], f"{len(jobs)} background jobs")
+
+    def _background(self, data: bytes, functions: Sequence[str], what: str) -> list[str]:
+        index, events = self._run(
+            data, functions, background=True, deadline=None, describe=lambda _t, _n: what
+        )
+        handles = [event.handle for event in events if isinstance(event, JobCreated)]
         for handle in handles:
             self._remember(handle, index)
         return handles
@@ -494,27 +474,19 @@ class GearmanClient:
         answered = False
         for index in candidates:
             try:
-                conn = self._server_conn(index)
-                conn.send(packet)
-                while True:
-                    reply = self._read(index, conn, None, f"status of {handle}", ack=True)
-                    if reply.type is _T.STATUS_RES and reply.args[0].rstrip(b"\0") == raw:
-                        break
-                    self._check_stray(index, conn, reply)
-            except ServerUnavailable as exc:
+                link = self._link(index, None)
+                link.tracker.asked_status(raw)
+                self._send(index, link, packet, None, f"status of {handle}")
+                event = None
+                while not isinstance(event, StatusAnswered):
+                    event = self._next(index, link, None, f"status of {handle}")
+            except (ServerUnavailable, GearmanTimeout) as exc:
                 self._drop(index)
                 errors.append(str(exc))
                 continue
             answered = True
-            status = JobStatus(
-                handle,
-                reply.args[1].rstrip(b"\0") == b"1",
-                reply.args[2].rstrip(b"\0") == b"1",
-                _number(reply.args[3]),
-                _number(reply.args[4]),
-            )
-            if status.known:
-                return status
+            if event.status.known:
+                return event.status
         if not answered:
             raise ServerUnavailable(f"cannot ask about job {handle}: " + "; ".join(errors))
         return JobStatus(handle, False, False, 0, 0)

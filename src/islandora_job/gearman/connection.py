@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import selectors
 import socket
 import struct
 import time
@@ -163,18 +164,51 @@ class Connection:
         """The socket's file descriptor (for selectors); -1 once closed."""
         return self._sock.fileno() if self._sock is not None else -1
 
-    def send(self, data: bytes) -> None:
-        """Send all bytes. Raises ServerUnavailable when the connection is closed or broken."""
+    def send(self, data: bytes, timeout: float | None = None) -> None:
+        """Send all bytes, within ``timeout`` seconds when given (None: no limit).
+
+        Raises ServerUnavailable when the connection is closed or broken, TimeoutError
+        (and closes the connection, which then holds a partial packet) when the peer
+        reads too slowly for the bytes to go out in time.
+        """
         sock = self._sock
         if sock is None:
             raise ServerUnavailable(f"connection to gearmand at {self.address} is closed")
         try:
-            sock.sendall(data)
+            if timeout is None:
+                sock.sendall(data)
+                return
+            # The usual case costs one syscall: the kernel's buffer takes it all at once.
+            try:
+                sent = sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                self._send_rest(sock, memoryview(data)[sent:], timeout)
+        except TimeoutError:
+            self.close()
+            raise
         except OSError as exc:
             self.close()
             raise ServerUnavailable(
                 f"lost the connection to gearmand at {self.address}: {exc}"
             ) from exc
+
+    def _send_rest(self, sock: socket.socket, view: memoryview, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_WRITE)
+            while view:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    raise TimeoutError(
+                        f"could not send {len(view)} more bytes to gearmand at {self.address} "
+                        f"within {timeout:g} s: it reads nothing (stopped or overloaded)"
+                    )
+                try:
+                    view = view[sock.send(view, socket.MSG_DONTWAIT) :]
+                except BlockingIOError:
+                    continue
 
     def has_pending(self) -> bool:
         """True when decoded items wait in the buffer (no socket read needed)."""

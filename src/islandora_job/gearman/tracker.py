@@ -1,0 +1,283 @@
+"""Sans-I/O matching of gearmand's replies to what a client sent on one connection.
+
+The client tells a :class:`ReplyTracker` what it sent (submits, status queries, option
+requests, in order) and feeds it every packet that arrives; :meth:`ReplyTracker.receive`
+turns each packet into at most one event: a job created, a job ended with its result, a
+status answered, an option accepted, or the server's ERROR. gearmand answers the requests
+of one connection in order, so JOB_CREATED, STATUS_RES and OPTION_RES are matched first in,
+first out; WORK_* packets are matched to running jobs by handle. Every state change happens
+in ``receive``; nothing here touches a socket.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from .protocol import MAX_PACKET_SIZE, Packet, PacketType, ProtocolError
+
+__all__ = [
+    "Event",
+    "JobCreated",
+    "JobEnded",
+    "JobResult",
+    "JobStatus",
+    "OptionAccepted",
+    "ReplyTooLarge",
+    "ReplyTracker",
+    "ServerErrored",
+    "StatusAnswered",
+]
+
+_T = PacketType
+
+
+@dataclass
+class JobResult:
+    """What a foreground job sent back.
+
+    ``status`` is ``"complete"``, ``"fail"`` or ``"exception"``; ``data`` is the
+    WORK_COMPLETE payload (else empty); ``exception`` the WORK_EXCEPTION payload; ``partial``
+    the WORK_DATA payloads, ``warnings`` the WORK_WARNING payloads and ``progress`` the
+    WORK_STATUS (numerator, denominator) pairs, in arrival order.
+    """
+
+    handle: str
+    function: str
+    status: str = "pending"
+    data: bytes = b""
+    exception: bytes | None = None
+    partial: list[bytes] = field(default_factory=list)
+    warnings: list[bytes] = field(default_factory=list)
+    progress: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the job completed (WORK_COMPLETE)."""
+        return self.status == "complete"
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A GET_STATUS answer: whether the server knows the job, whether it runs, its progress."""
+
+    handle: str
+    known: bool
+    running: bool
+    numerator: int
+    denominator: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobCreated:
+    """gearmand acknowledged submit number ``ticket`` with ``handle``."""
+
+    ticket: int
+    handle: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobEnded:
+    """Foreground job number ``ticket`` ended; ``result`` holds everything it sent."""
+
+    ticket: int
+    result: JobResult
+
+
+@dataclass(frozen=True, slots=True)
+class StatusAnswered:
+    """gearmand answered a GET_STATUS."""
+
+    status: JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class OptionAccepted:
+    """gearmand accepted an OPTION_REQ."""
+
+    option: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerErrored:
+    """gearmand answered with ERROR (for example QUEUE_ERROR on a full or broken queue)."""
+
+    code: str
+    message: str
+
+
+Event = JobCreated | JobEnded | StatusAnswered | OptionAccepted | ServerErrored
+
+
+class ReplyTooLarge(ProtocolError):
+    """A job's replies (WORK_DATA, WORK_WARNING, WORK_STATUS, its result) added up to more
+    bytes than the tracker's maximum: a runaway or hostile worker. The connection is
+    unusable; the message names the job and the limit."""
+
+
+_PACKET_COST = 64
+
+
+@dataclass(slots=True)
+class _Running:
+    ticket: int
+    result: JobResult
+    size: int = 0
+
+
+_WORK_TYPES = frozenset(
+    {
+        _T.WORK_COMPLETE,
+        _T.WORK_FAIL,
+        _T.WORK_EXCEPTION,
+        _T.WORK_DATA,
+        _T.WORK_WARNING,
+        _T.WORK_STATUS,
+    }
+)
+
+
+def number(raw: bytes) -> int:
+    """A decimal number argument; empty reads as 0 (Perl's Gearman::Server sends empty
+    progress for a job that never reported any). ProtocolError for anything else."""
+    text = raw.rstrip(b"\0")
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise ProtocolError(f"expected a number from the server, got {raw!r}")
+    return int(text)
+
+
+def handle_text(raw: bytes) -> str:
+    """A handle argument as text; gearmand counts a C string's terminating NUL into some."""
+    return raw.rstrip(b"\0").decode("utf-8", "surrogateescape")
+
+
+class ReplyTracker:
+    """What one connection is waiting for, and the events its packets make.
+
+    Submits get consecutive ticket numbers from 0. A background submit ends with its
+    JobCreated; a foreground one with its JobEnded. WORK_* packets of a job this tracker
+    does not know (one a previous call gave up on) are ignored; any other packet that
+    answers nothing raises ProtocolError.
+    """
+
+    __slots__ = ("_created", "_max_reply", "_next_ticket", "_options", "_running", "_statuses")
+
+    def __init__(self, max_reply: int = MAX_PACKET_SIZE) -> None:
+        """``max_reply``: the most bytes one job's replies may add up to (ReplyTooLarge)."""
+        self._max_reply = max_reply
+        self._next_ticket = 0
+        # Submits awaiting JOB_CREATED: (ticket, function, background).
+        self._created: deque[tuple[int, str, bool]] = deque()
+        # Foreground jobs awaiting their end, by raw handle.
+        self._running: dict[bytes, _Running] = {}
+        self._statuses: deque[bytes] = deque()
+        self._options: deque[str] = deque()
+
+    def submitted(self, function: str, *, background: bool) -> int:
+        """Record a submit just sent; returns its ticket."""
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        self._created.append((ticket, function, background))
+        return ticket
+
+    def asked_status(self, handle: bytes) -> None:
+        """Record a GET_STATUS just sent."""
+        self._statuses.append(handle)
+
+    def asked_option(self, option: str) -> None:
+        """Record an OPTION_REQ just sent."""
+        self._options.append(option)
+
+    @property
+    def awaiting_ack(self) -> bool:
+        """True while a request waits for its acknowledgement (JOB_CREATED, STATUS_RES,
+        OPTION_RES), which gearmand sends at once, unlike a job's end."""
+        return bool(self._created or self._statuses or self._options)
+
+    @property
+    def running(self) -> list[str]:
+        """Handles of the foreground jobs created and not ended."""
+        return [job.result.handle for job in self._running.values()]
+
+    def receive(self, packet: Packet) -> Event | None:
+        """Take one packet from the server; return the event it makes, if any.
+
+        Raises ProtocolError on a packet that answers nothing this connection asked.
+        """
+        kind = packet.type
+        if kind in _WORK_TYPES:
+            return self._work(packet)
+        if kind is _T.JOB_CREATED:
+            if not self._created:
+                raise ProtocolError("JOB_CREATED from the server for no submit")
+            ticket, function, background = self._created.popleft()
+            handle = handle_text(packet.args[0])
+            if not background:
+                self._running[packet.args[0].rstrip(b"\0")] = _Running(
+                    ticket, JobResult(handle, function)
+                )
+            return JobCreated(ticket, handle)
+        if kind is _T.STATUS_RES:
+            raw = packet.args[0].rstrip(b"\0")
+            if not self._statuses or self._statuses[0] != raw:
+                raise ProtocolError(f"STATUS_RES from the server for {raw!r}, not asked")
+            self._statuses.popleft()
+            return StatusAnswered(
+                JobStatus(
+                    handle_text(raw),
+                    packet.args[1].rstrip(b"\0") == b"1",
+                    packet.args[2].rstrip(b"\0") == b"1",
+                    number(packet.args[3]),
+                    number(packet.args[4]),
+                )
+            )
+        if kind is _T.OPTION_RES:
+            if not self._options:
+                raise ProtocolError("OPTION_RES from the server for no OPTION_REQ")
+            return OptionAccepted(self._options.popleft())
+        if kind is _T.ERROR:
+            return ServerErrored(
+                packet.args[0].decode("utf-8", "replace"),
+                packet.args[1].decode("utf-8", "replace"),
+            )
+        raise ProtocolError(f"unexpected {kind.name} from the server")
+
+    def _work(self, packet: Packet) -> JobEnded | None:
+        raw = packet.args[0].rstrip(b"\0")
+        job = self._running.get(raw)
+        if job is None:
+            return None
+        result = job.result
+        # Each packet also costs its Python objects: count a floor per packet, so that a
+        # flood of tiny WORK_STATUS packets is bounded in memory too.
+        job.size += sum(len(arg) for arg in packet.args[1:]) + _PACKET_COST
+        if job.size > self._max_reply:
+            raise ReplyTooLarge(
+                f"job {result.handle} ({result.function!r}) sent more than {self._max_reply} "
+                "bytes of replies (data, warnings, progress and result together): a runaway "
+                "worker, or a result larger than the client's maximum payload"
+            )
+        kind = packet.type
+        if kind is _T.WORK_DATA:
+            result.partial.append(packet.args[1])
+        elif kind is _T.WORK_WARNING:
+            result.warnings.append(packet.args[1])
+        elif kind is _T.WORK_STATUS:
+            result.progress.append((number(packet.args[1]), number(packet.args[2])))
+        else:
+            if kind is _T.WORK_COMPLETE:
+                result.status = "complete"
+                result.data = packet.args[1]
+            elif kind is _T.WORK_EXCEPTION:
+                # gearmand 1.1 ends the job with WORK_EXCEPTION (a WORK_FAIL sent after it
+                # is refused); older servers forward a WORK_FAIL too, which then finds no
+                # job here.
+                result.status = "exception"
+                result.exception = packet.args[1]
+            else:
+                result.status = "fail"
+            del self._running[raw]
+            return JobEnded(job.ticket, result)
+        return None
