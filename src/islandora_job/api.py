@@ -8,16 +8,25 @@ process and settings.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
+import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from islandora_job import config, payload
 from islandora_job.config import Settings, parse_max_payload, parse_servers
 from islandora_job.gearman.admin import AdminError, GearmanAdmin
-from islandora_job.gearman.client import GearmanClient, GearmanTimeout, JobResult, JobStatus
+from islandora_job.gearman.client import (
+    GearmanClient,
+    GearmanTimeout,
+    Job,
+    JobResult,
+    JobStatus,
+    Priority,
+)
 from islandora_job.gearman.protocol import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -112,32 +121,68 @@ def _failure(job_name: str, result: JobResult) -> JobFailed:
     return JobFailed(job_name, remote.type, remote.message)
 
 
-def _check_batch(batch: Sequence[Mapping[str, object]]) -> list[tuple[str, Sequence[object]]]:
+PRIORITIES = ("high", "normal", "low")
+
+
+def _priority(priority: str) -> Priority:
+    """The Gearman priority named "high", "normal" or "low"; ValueError otherwise."""
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+    return Priority(priority)
+
+
+def unique_id(job_name: str, *args: object) -> str:
+    """A unique id derived from the job and its arguments: submitting the same job with the
+    same arguments under it while the first still waits gives the first job's handle
+    (gearmand coalesces them), so identical waiting jobs are never queued twice.
+
+    Raises TypeError/ValueError as the payload encoder does.
+    """
+    data = payload.encode(job_name, args, max_size=sys.maxsize)
+    return f"{job_name}:{hashlib.sha256(data).hexdigest()}"
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchEntry:
+    """One checked batch entry."""
+
+    job_name: str
+    args: Sequence[object]
+    priority: Priority = Priority.NORMAL
+    unique: str | None = None
+
+
+_BATCH_KEYS = ("job_name", "args", "priority", "unique")
+_ENTRY = "{'job_name': ..., 'args': [...]}"
+
+
+def _check_batch(batch: Sequence[Mapping[str, object]]) -> list[BatchEntry]:
     if isinstance(batch, (str, bytes)) or not isinstance(batch, Sequence):
-        raise TypeError(
-            f"a batch must be a list of {{'job_name': ..., 'args': [...]}}, "
-            f"not {type(batch).__name__}"
-        )
-    jobs: list[tuple[str, Sequence[object]]] = []
+        raise TypeError(f"a batch must be a list of {_ENTRY}, not {type(batch).__name__}")
+    jobs: list[BatchEntry] = []
     for index, entry in enumerate(batch):
         where = f"batch entry {index}"
         if not isinstance(entry, Mapping):
-            raise TypeError(
-                f"{where} is a {type(entry).__name__}: give {{'job_name': ..., 'args': [...]}}"
-            )
-        unknown = set(entry) - {"job_name", "args"}
+            raise TypeError(f"{where} is a {type(entry).__name__}: give {_ENTRY}")
+        unknown = set(entry) - set(_BATCH_KEYS)
         if unknown:
-            raise ValueError(f"{where} has unknown keys {sorted(unknown)}: use job_name and args")
+            raise ValueError(
+                f"{where} has unknown keys {sorted(unknown)}: use {', '.join(_BATCH_KEYS)}"
+            )
         if "job_name" not in entry:
-            raise ValueError(f"{where} has no job_name: give {{'job_name': ..., 'args': [...]}}")
+            raise ValueError(f"{where} has no job_name: give {_ENTRY}")
         args = entry.get("args", [])
         if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
             raise TypeError(f"{where}: args must be a list, not {type(args).__name__}")
+        unique = entry.get("unique")
+        if unique is not None and not isinstance(unique, str):
+            raise TypeError(f"{where}: unique must be a str, not {type(unique).__name__}")
         try:
             job_name = payload.check_job_name(entry["job_name"])
+            priority = _priority(str(entry.get("priority", "normal")))
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
-        jobs.append((job_name, args))
+        jobs.append(BatchEntry(job_name, args, priority, unique))
     return jobs
 
 
@@ -202,56 +247,117 @@ class JobClient:
             raise _failure(job_name, result)
         return payload.decode_result(result.data, max_size=self.max_payload)
 
+    def _outcome(self, job_name: str, result: JobResult) -> object:
+        """The decoded result, or the JobFailed (returned, not raised)."""
+        if not result.ok:
+            return _failure(job_name, result)
+        return self._decode(job_name, result)
+
     def _timed_out(self, job_names: Iterable[str], timeout: float | None) -> JobTimeout:
         names = list(dict.fromkeys(job_names))
         # Within the slack a timeout allows, even when a server hangs.
         status = queue_status(self.servers, names, timeout=_STATUS_BUDGET)
         return JobTimeout(", ".join(names), timeout, status)
 
-    def submit(self, job_name: str, *args: object, timeout: float | None = None) -> object:
+    def submit(
+        self,
+        job_name: str,
+        *args: object,
+        timeout: float | None = None,
+        priority: str = "normal",
+        unique: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> object:
         """Run a job in the foreground and return its decoded result.
 
+        ``priority`` is "high", "normal" or "low"; ``unique`` an id gearmand coalesces
+        jobs of one function by (see `unique_id`); ``on_progress(numerator,
+        denominator)`` is called whenever the job reports progress.
+
         Raises JobFailed when the job raised or failed, JobTimeout when `timeout` seconds
-        pass first, TypeError when an argument cannot be encoded as JSON, PayloadError for
-        an oversized payload or a result that is not JSON, ServerUnavailable when no
-        server can be reached.
+        pass first, TypeError when an argument cannot be encoded as JSON, ValueError for a
+        bad priority, PayloadError for an oversized payload or a result that is not JSON,
+        ServerUnavailable when no server can be reached.
         """
-        data = self._encode(job_name, args)
+        job = Job(job_name, self._encode(job_name, args), unique, _priority(priority))
         try:
-            result = self._gearman.submit(job_name, data, timeout=timeout)
+            result = self._gearman.submit(
+                job.function,
+                job.data,
+                unique=job.unique,
+                priority=job.priority,
+                timeout=timeout,
+                on_progress=on_progress,
+            )
         except GearmanTimeout:
             raise self._timed_out([job_name], timeout) from None
         return self._decode(job_name, result)
 
-    def submit_background(self, job_name: str, *args: object) -> str:
+    def submit_background(
+        self, job_name: str, *args: object, priority: str = "normal", unique: str | None = None
+    ) -> str:
         """Queue a job in the background and return its handle ("H:host:N").
 
-        Raises TypeError/PayloadError for arguments that cannot be sent and
-        ServerUnavailable when no server can be reached.
+        With ``unique``, a job of the same name and unique id that still waits is not
+        queued twice: its handle is returned. Raises TypeError/PayloadError for arguments
+        that cannot be sent, ValueError for a bad priority and ServerUnavailable when no
+        server can be reached.
         """
         data = self._encode(job_name, args)
-        return self._gearman.submit_background(job_name, data)
+        return self._gearman.submit_background(
+            job_name, data, unique=unique, priority=_priority(priority)
+        )
+
+    def run_batch(
+        self,
+        batch: Sequence[Mapping[str, object]],
+        timeout: float | None = None,
+        on_complete: Callable[[int, object], None] | None = None,
+    ) -> list[object]:
+        """Run a batch concurrently and return, in order, each job's result or its JobFailed.
+
+        Entries are {"job_name": ..., "args": [...]} with optional "priority" and "unique".
+        ``on_complete(index, outcome)`` is called as each job ends (outcome: its result or
+        JobFailed). Every entry is checked and encoded before anything is sent
+        (ValueError/TypeError name the bad entry). Raises JobTimeout when `timeout` seconds
+        pass before all end.
+        """
+        entries = _check_batch(batch)
+        if not entries:
+            return []
+        jobs = [
+            Job(e.job_name, self._encode(e.job_name, e.args), e.unique, e.priority) for e in entries
+        ]
+        outcomes: dict[int, object] = {}
+
+        def ended(index: int, result: JobResult) -> None:
+            outcome = self._outcome(jobs[index].function, result)
+            outcomes[index] = outcome
+            if on_complete is not None:
+                on_complete(index, outcome)
+
+        try:
+            self._gearman.submit_many(jobs, timeout=timeout, on_end=ended)
+        except GearmanTimeout:
+            raise self._timed_out((job.function for job in jobs), timeout) from None
+        return [outcomes[index] for index in range(len(jobs))]
 
     def submit_batch(
-        self, batch: Sequence[Mapping[str, object]], timeout: float | None = None
+        self,
+        batch: Sequence[Mapping[str, object]],
+        timeout: float | None = None,
+        on_complete: Callable[[int, object], None] | None = None,
     ) -> bool:
         """Run a batch of {"job_name": ..., "args": [...]} concurrently; True if none failed.
 
-        Every entry is checked and encoded before anything is sent (ValueError/TypeError
-        name the bad entry). Raises JobTimeout when `timeout` seconds pass before all end.
+        As `run_batch` (failures are logged as warnings), returning only whether every job
+        succeeded, as the original module does.
         """
-        jobs = [(name, self._encode(name, args)) for name, args in _check_batch(batch)]
-        if not jobs:
-            return True
-        try:
-            results = self._gearman.submit_many(jobs, timeout=timeout)
-        except GearmanTimeout:
-            raise self._timed_out((name for name, _ in jobs), timeout) from None
         ok = True
-        for (name, _), result in zip(jobs, results, strict=True):
-            if not result.ok:
+        for outcome in self.run_batch(batch, timeout=timeout, on_complete=on_complete):
+            if isinstance(outcome, JobFailed):
                 ok = False
-                log.warning("%s", _failure(name, result))
+                log.warning("%s", outcome)
         return ok
 
     def job_status(self, handle: str) -> JobStatus:
@@ -279,19 +385,43 @@ def _client() -> JobClient:
     return client
 
 
-def submit(job_name: str, *args: object, timeout: float | None = None) -> object:
+def submit(
+    job_name: str,
+    *args: object,
+    timeout: float | None = None,
+    priority: str = "normal",
+    unique: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> object:
     """`JobClient.submit` on the configured servers."""
-    return _client().submit(job_name, *args, timeout=timeout)
+    return _client().submit(
+        job_name, *args, timeout=timeout, priority=priority, unique=unique, on_progress=on_progress
+    )
 
 
-def submit_background(job_name: str, *args: object) -> str:
+def submit_background(
+    job_name: str, *args: object, priority: str = "normal", unique: str | None = None
+) -> str:
     """`JobClient.submit_background` on the configured servers."""
-    return _client().submit_background(job_name, *args)
+    return _client().submit_background(job_name, *args, priority=priority, unique=unique)
 
 
-def submit_batch(batch: Sequence[Mapping[str, object]], timeout: float | None = None) -> bool:
+def submit_batch(
+    batch: Sequence[Mapping[str, object]],
+    timeout: float | None = None,
+    on_complete: Callable[[int, object], None] | None = None,
+) -> bool:
     """`JobClient.submit_batch` on the configured servers."""
-    return _client().submit_batch(batch, timeout=timeout)
+    return _client().submit_batch(batch, timeout=timeout, on_complete=on_complete)
+
+
+def run_batch(
+    batch: Sequence[Mapping[str, object]],
+    timeout: float | None = None,
+    on_complete: Callable[[int, object], None] | None = None,
+) -> list[object]:
+    """`JobClient.run_batch` on the configured servers."""
+    return _client().run_batch(batch, timeout=timeout, on_complete=on_complete)
 
 
 def job_status(handle: str) -> JobStatus:

@@ -8,6 +8,7 @@ from islandora_job.gearman.protocol import Magic, Packet, PacketType, ProtocolEr
 from islandora_job.gearman.tracker import (
     JobCreated,
     JobEnded,
+    JobProgress,
     JobStatus,
     OptionAccepted,
     ReplyTooLarge,
@@ -35,7 +36,7 @@ def test_job_created_answers_submits_in_order_and_work_packets_by_handle() -> No
     assert tracker.running == ["H:x:1", "H:x:2"]
     # The second job ends first; its data and progress are its own.
     assert tracker.receive(res(T.WORK_DATA, b"H:x:2", b"part")) is None
-    assert tracker.receive(res(T.WORK_STATUS, b"H:x:2", b"1", b"3")) is None
+    assert tracker.receive(res(T.WORK_STATUS, b"H:x:2", b"1", b"3")) == JobProgress(1, 1, 3)
     ended = tracker.receive(res(T.WORK_COMPLETE, b"H:x:2", b"done"))
     assert isinstance(ended, JobEnded) and ended.ticket == 1
     assert (ended.result.status, ended.result.data) == ("complete", b"done")
@@ -130,3 +131,33 @@ def test_a_flood_of_tiny_progress_packets_is_capped_too() -> None:
     with pytest.raises(ReplyTooLarge):
         for _ in range(10_000):
             tracker.receive(res(T.WORK_STATUS, b"H:x:1", b"1", b"2"))
+
+
+def test_submits_gearmand_coalesced_into_one_job_each_get_every_reply() -> None:
+    # One unique id twice on one connection: gearmand answers each packet once per submit.
+    tracker = ReplyTracker()
+    tracker.submitted("f", background=False)
+    tracker.submitted("f", background=False)
+    tracker.receive(res(T.JOB_CREATED, b"H:x:1"))
+    tracker.receive(res(T.JOB_CREATED, b"H:x:1"))
+    for _ in range(2):
+        tracker.receive(res(T.WORK_DATA, b"H:x:1", b"d"))
+    first = tracker.receive(res(T.WORK_COMPLETE, b"H:x:1", b"done"))
+    second = tracker.receive(res(T.WORK_COMPLETE, b"H:x:1", b"done"))
+    assert isinstance(first, JobEnded) and isinstance(second, JobEnded)
+    assert (first.ticket, second.ticket) == (0, 1)
+    assert first.result.partial == second.result.partial == [b"d"]
+    assert tracker.running == []
+
+
+def test_an_abandoned_submit_is_forgotten_whenever_its_replies_come() -> None:
+    tracker = ReplyTracker()
+    early = tracker.submitted("f", background=False)
+    late = tracker.submitted("f", background=False)
+    tracker.abandon(early)
+    assert tracker.receive(res(T.JOB_CREATED, b"H:x:1")) is None
+    assert tracker.receive(res(T.JOB_CREATED, b"H:x:2")) == JobCreated(late, "H:x:2")
+    tracker.abandon(late)
+    assert tracker.running == []
+    assert tracker.receive(res(T.WORK_COMPLETE, b"H:x:1", b"")) is None
+    assert tracker.receive(res(T.WORK_COMPLETE, b"H:x:2", b"")) is None

@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .connection import Connection, ServerUnavailable, parse_address
 from .protocol import MAX_PACKET_SIZE, PacketType, ProtocolError, request
@@ -24,6 +25,7 @@ from .tracker import (
     Event,
     JobCreated,
     JobEnded,
+    JobProgress,
     JobResult,
     JobStatus,
     OptionAccepted,
@@ -35,6 +37,7 @@ from .tracker import (
 __all__ = [
     "GearmanClient",
     "GearmanTimeout",
+    "Job",
     "JobResult",
     "JobStatus",
     "Priority",
@@ -116,6 +119,23 @@ def _unique(unique: str | None) -> bytes:
     if "\0" in unique:
         raise ValueError(f"unique id {unique!r} contains a NUL byte; remove it")
     return unique.encode("utf-8", "surrogateescape")
+
+
+class Job(NamedTuple):
+    """One job to submit: its function, its data, its unique id (None: a fresh uuid4) and
+    its priority."""
+
+    function: str
+    data: bytes
+    unique: str | None = None
+    priority: Priority = Priority.NORMAL
+
+
+def _submit_packet(job: Job, kinds: dict[Priority, PacketType]) -> bytes:
+    priority = job.priority
+    if not isinstance(priority, Priority):
+        raise TypeError(f"priority must be a Priority, not {priority!r}")
+    return request(kinds[priority], _name(job.function), _unique(job.unique), _payload(job.data))
 
 
 def _within(limit: float, deadline: float | None) -> float:
@@ -335,16 +355,18 @@ class GearmanClient:
         background: bool,
         deadline: float | None,
         describe: Callable[[ReplyTracker, int], str],
+        on_event: Callable[[int, Event], None] | None = None,
     ) -> tuple[int, list[Event]]:
         """Send submit packets for ``functions`` and read until each job is created
         (background) or has ended (foreground); return the server's index and, per job in
         order, its JobCreated or JobEnded. ``describe(tracker, left)`` names what is awaited
-        in errors. A server lost before it acknowledged anything is tried once more on a
+        in errors; ``on_event(index, event)`` sees each event of these jobs as it comes. A server lost before it acknowledged anything is tried once more on a
         fresh connection (the unique ids make a repeat harmless)."""
         wanted = JobCreated if background else JobEnded
         for attempt in (0, 1):
             index, link = self._submit_link(deadline)
             tickets = [link.tracker.submitted(f, background=background) for f in functions]
+            index_of = {ticket: position for position, ticket in enumerate(tickets)}
             outcomes: dict[int, Event] = {}
             acknowledged = False
             try:
@@ -352,10 +374,16 @@ class GearmanClient:
                 while len(outcomes) < len(tickets):
                     what = describe(link.tracker, len(tickets) - len(outcomes))
                     event = self._next(index, link, deadline, what)
+                    if event is None:
+                        continue
                     if isinstance(event, JobCreated):
                         acknowledged = True
                     if isinstance(event, wanted):
                         outcomes[event.ticket] = event
+                    if on_event is not None and isinstance(
+                        event, JobCreated | JobEnded | JobProgress
+                    ):
+                        on_event(index_of[event.ticket], event)
             except ServerUnavailable as exc:
                 self._drop(index)
                 if acknowledged:
@@ -374,39 +402,42 @@ class GearmanClient:
         unique: str | None = None,
         priority: Priority = Priority.NORMAL,
         timeout: float | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> JobResult:
         """Run a job in the foreground and return its result once it ended.
 
         ``timeout`` (seconds) bounds the whole call; GearmanTimeout when it runs out.
+        ``on_progress(numerator, denominator)`` is called for each WORK_STATUS the job sends.
         """
-        packet = request(_FOREGROUND[priority], _name(function), _unique(unique), _payload(data))
-        return self._foreground(packet, [function], timeout)[0]
+        return self.submit_many(
+            [Job(function, data, unique, priority)],
+            timeout=timeout,
+            on_progress=None if on_progress is None else lambda _, n, d: on_progress(n, d),
+        )[0]
 
     def submit_many(
         self,
-        jobs: Sequence[tuple[str, bytes]],
+        jobs: Sequence[tuple[str, bytes] | Job],
         *,
         priority: Priority = Priority.NORMAL,
         timeout: float | None = None,
+        on_end: Callable[[int, JobResult], None] | None = None,
+        on_progress: Callable[[int, int, int], None] | None = None,
     ) -> list[JobResult]:
         """Run foreground jobs all at once on one connection; results in input order.
 
-        ``timeout`` bounds the whole call; GearmanTimeout names how many jobs had not ended.
+        Each job is a Job, or a (function, data) pair submitted with ``priority`` and a
+        fresh unique id. ``timeout`` bounds the whole call; GearmanTimeout names how many
+        jobs had not ended. ``on_end(index, result)`` is called as each job ends,
+        ``on_progress(index, numerator, denominator)`` for each WORK_STATUS.
         """
         if not jobs:
             return []
-        kind = _FOREGROUND[priority]
-        data = b"".join(
-            request(kind, _name(function), _unique(None), _payload(payload))
-            for function, payload in jobs
-        )
-        return self._foreground(data, [function for function, _ in jobs], timeout)
-
-    def _foreground(
-        self, data: bytes, functions: Sequence[str], timeout: float | None
-    ) -> list[JobResult]:
+        batch = [job if isinstance(job, Job) else Job(*job, None, priority) for job in jobs]
+        data = b"".join(_submit_packet(job, _FOREGROUND) for job in batch)
+        functions = [job.function for job in batch]
         deadline = None if timeout is None else time.monotonic() + timeout
-        if len(functions) == 1:
+        if len(batch) == 1:
             name = f"job {functions[0]!r}"
 
             def describe(tracker: ReplyTracker, left: int) -> str:
@@ -414,13 +445,24 @@ class GearmanClient:
                 return f"{name} ({running[0]})" if running else name
 
         else:
-            batch = f"batch of {len(functions)} jobs"
+            whole = f"batch of {len(batch)} jobs"
 
             def describe(tracker: ReplyTracker, left: int) -> str:
-                return f"{batch} ({left} not ended)"
+                return f"{whole} ({left} not ended)"
+
+        def on_event(position: int, event: Event) -> None:
+            if isinstance(event, JobEnded) and on_end is not None:
+                on_end(position, event.result)
+            elif isinstance(event, JobProgress) and on_progress is not None:
+                on_progress(position, event.numerator, event.denominator)
 
         _, events = self._run(
-            data, functions, background=False, deadline=deadline, describe=describe
+            data,
+            functions,
+            background=False,
+            deadline=deadline,
+            describe=describe,
+            on_event=None if on_end is None and on_progress is None else on_event,
         )
         return [event.result for event in events if isinstance(event, JobEnded)]
 
@@ -432,22 +474,25 @@ class GearmanClient:
         unique: str | None = None,
         priority: Priority = Priority.NORMAL,
     ) -> str:
-        """Queue a job and return its handle (``H:host:N``) at once."""
-        packet = request(_BACKGROUND[priority], _name(function), _unique(unique), _payload(data))
-        return self._background(packet, [function], f"background job {function!r}")[0]
+        """Queue a job and return its handle (``H:host:N``) at once. gearmand coalesces it
+        with a waiting job of the same function and ``unique`` id: the handle is then that
+        job's."""
+        return self.submit_background_many([Job(function, data, unique, priority)])[0]
 
     def submit_background_many(
-        self, jobs: Sequence[tuple[str, bytes]], *, priority: Priority = Priority.NORMAL
+        self, jobs: Sequence[tuple[str, bytes] | Job], *, priority: Priority = Priority.NORMAL
     ) -> list[str]:
         """Queue many jobs with one write; return their handles in input order."""
         if not jobs:
             return []
-        kind = _BACKGROUND[priority]
-        data = b"".join(
-            request(kind, _name(function), _unique(None), _payload(payload))
-            for function, payload in jobs
+        batch = [job if isinstance(job, Job) else Job(*job, None, priority) for job in jobs]
+        data = b"".join(_submit_packet(job, _BACKGROUND) for job in batch)
+        what = (
+            f"background job {batch[0].function!r}"
+            if len(batch) == 1
+            else (f"{len(batch)} background jobs")
         )
-        return self._background(data, [f for f, _ in jobs], f"{len(jobs)} background jobs")
+        return self._background(data, [job.function for job in batch], what)
 
     def _background(self, data: bytes, functions: Sequence[str], what: str) -> list[str]:
         index, events = self._run(

@@ -20,6 +20,7 @@ __all__ = [
     "Event",
     "JobCreated",
     "JobEnded",
+    "JobProgress",
     "JobResult",
     "JobStatus",
     "OptionAccepted",
@@ -85,6 +86,15 @@ class JobEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class JobProgress:
+    """Foreground job number ``ticket`` reported progress (WORK_STATUS)."""
+
+    ticket: int
+    numerator: int
+    denominator: int
+
+
+@dataclass(frozen=True, slots=True)
 class StatusAnswered:
     """gearmand answered a GET_STATUS."""
 
@@ -106,7 +116,7 @@ class ServerErrored:
     message: str
 
 
-Event = JobCreated | JobEnded | StatusAnswered | OptionAccepted | ServerErrored
+Event = JobCreated | JobEnded | JobProgress | StatusAnswered | OptionAccepted | ServerErrored
 
 
 class ReplyTooLarge(ProtocolError):
@@ -123,6 +133,15 @@ class _Running:
     ticket: int
     result: JobResult
     size: int = 0
+
+
+@dataclass(slots=True)
+class _Handle:
+    """The submits of one connection that gearmand made one job (one unique id): it sends
+    every packet of that job once per submit, in submit order, so they take turns."""
+
+    jobs: list[_Running]
+    turn: int = 0
 
 
 _WORK_TYPES = frozenset(
@@ -162,7 +181,15 @@ class ReplyTracker:
     answers nothing raises ProtocolError.
     """
 
-    __slots__ = ("_created", "_max_reply", "_next_ticket", "_options", "_running", "_statuses")
+    __slots__ = (
+        "_abandoned",
+        "_created",
+        "_max_reply",
+        "_next_ticket",
+        "_options",
+        "_running",
+        "_statuses",
+    )
 
     def __init__(self, max_reply: int = MAX_PACKET_SIZE) -> None:
         """``max_reply``: the most bytes one job's replies may add up to (ReplyTooLarge)."""
@@ -170,8 +197,11 @@ class ReplyTracker:
         self._next_ticket = 0
         # Submits awaiting JOB_CREATED: (ticket, function, background).
         self._created: deque[tuple[int, str, bool]] = deque()
-        # Foreground jobs awaiting their end, by raw handle.
-        self._running: dict[bytes, _Running] = {}
+        # Foreground jobs awaiting their end, by raw handle: several when submits with one
+        # unique id were coalesced by gearmand into one job.
+        self._running: dict[bytes, _Handle] = {}
+        # Tickets whose caller gave up before their JOB_CREATED came.
+        self._abandoned: set[int] = set()
         self._statuses: deque[bytes] = deque()
         self._options: deque[str] = deque()
 
@@ -190,6 +220,18 @@ class ReplyTracker:
         """Record an OPTION_REQ just sent."""
         self._options.append(option)
 
+    def abandon(self, ticket: int) -> None:
+        """Forget a submit whose caller no longer waits (a cancelled call): its replies
+        will be ignored when they come."""
+        if any(entry[0] == ticket for entry in self._created):
+            self._abandoned.add(ticket)
+            return
+        for raw, entry in list(self._running.items()):
+            entry.jobs = [job for job in entry.jobs if job.ticket != ticket]
+            entry.turn = 0
+            if not entry.jobs:
+                del self._running[raw]
+
     @property
     def awaiting_ack(self) -> bool:
         """True while a request waits for its acknowledgement (JOB_CREATED, STATUS_RES,
@@ -199,7 +241,7 @@ class ReplyTracker:
     @property
     def running(self) -> list[str]:
         """Handles of the foreground jobs created and not ended."""
-        return [job.result.handle for job in self._running.values()]
+        return [entry.jobs[0].result.handle for entry in self._running.values()]
 
     def receive(self, packet: Packet) -> Event | None:
         """Take one packet from the server; return the event it makes, if any.
@@ -214,10 +256,13 @@ class ReplyTracker:
                 raise ProtocolError("JOB_CREATED from the server for no submit")
             ticket, function, background = self._created.popleft()
             handle = handle_text(packet.args[0])
+            if ticket in self._abandoned:
+                self._abandoned.discard(ticket)
+                return None
             if not background:
-                self._running[packet.args[0].rstrip(b"\0")] = _Running(
-                    ticket, JobResult(handle, function)
-                )
+                job = _Running(ticket, JobResult(handle, function))
+                entry = self._running.setdefault(packet.args[0].rstrip(b"\0"), _Handle([]))
+                entry.jobs.append(job)
             return JobCreated(ticket, handle)
         if kind is _T.STATUS_RES:
             raw = packet.args[0].rstrip(b"\0")
@@ -244,11 +289,14 @@ class ReplyTracker:
             )
         raise ProtocolError(f"unexpected {kind.name} from the server")
 
-    def _work(self, packet: Packet) -> JobEnded | None:
+    def _work(self, packet: Packet) -> JobEnded | JobProgress | None:
         raw = packet.args[0].rstrip(b"\0")
-        job = self._running.get(raw)
-        if job is None:
+        entry = self._running.get(raw)
+        if entry is None:
             return None
+        turn = entry.turn
+        job = entry.jobs[turn]
+        entry.turn = (turn + 1) % len(entry.jobs)
         result = job.result
         # Each packet also costs its Python objects: count a floor per packet, so that a
         # flood of tiny WORK_STATUS packets is bounded in memory too.
@@ -265,7 +313,9 @@ class ReplyTracker:
         elif kind is _T.WORK_WARNING:
             result.warnings.append(packet.args[1])
         elif kind is _T.WORK_STATUS:
-            result.progress.append((number(packet.args[1]), number(packet.args[2])))
+            progress = (number(packet.args[1]), number(packet.args[2]))
+            result.progress.append(progress)
+            return JobProgress(job.ticket, *progress)
         else:
             if kind is _T.WORK_COMPLETE:
                 result.status = "complete"
@@ -278,6 +328,10 @@ class ReplyTracker:
                 result.exception = packet.args[1]
             else:
                 result.status = "fail"
-            del self._running[raw]
+            del entry.jobs[turn]
+            if not entry.jobs:
+                del self._running[raw]
+            else:
+                entry.turn = turn % len(entry.jobs)
             return JobEnded(job.ticket, result)
         return None
