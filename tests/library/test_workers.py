@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import logging
 import os
@@ -18,7 +20,7 @@ import psutil
 import pytest
 
 import islandora_job
-from islandora_job import PidfileError, WorkerStartError, payload
+from islandora_job import PidfileError, WorkerStartError, config, payload
 from islandora_job.config import settings, settings_env
 from islandora_job.gearman.admin import GearmanAdmin, WorkerInfo
 from islandora_job.gearman.client import GearmanClient
@@ -76,6 +78,20 @@ def cli_process() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
 
 
 @pytest.fixture
+def settings_calls(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """One entry per call of islandora_job.config.settings() from now on."""
+    calls: list[None] = []
+    real = config.settings
+
+    def counted() -> config.Settings:
+        calls.append(None)
+        return real()
+
+    monkeypatch.setattr(config, "settings", counted)
+    return calls
+
+
+@pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     """An unrelated live process (`sleep`)."""
     process = subprocess.Popen(["sleep", "60"])
@@ -109,6 +125,36 @@ def test_start_worker_registers_it_and_stop_worker_stops_it(gearman_server, job_
     assert not (job_settings / "w.pid").exists()
     assert _workers(gearman_server.address) == []
     assert islandora_job.stop_worker("w.pid") is False
+
+
+def test_start_and_stop_take_their_settings_from_the_caller(
+    gearman_server, job_settings, tmp_path: Path, settings_calls: list[None]
+) -> None:
+    given = dataclasses.replace(settings(), temp_dir=tmp_path / "given")
+    settings_calls.clear()
+    assert islandora_job.start_worker("w.pid", settings=given) is True
+    try:
+        process = psutil.Process(_pid(given.temp_dir, "w.pid"))
+        assert not (job_settings / "w.pid").exists()
+        (worker,) = _workers(gearman_server.address)
+        assert worker.client_id == client_id(process.pid)
+        assert settings_calls == [], "given settings: none resolved"
+        # Without settings= the call resolves the settings in force, once: no pidfile there.
+        assert islandora_job.stop_worker("w.pid") is False
+        assert settings_calls == [None]
+    finally:
+        assert islandora_job.stop_worker("w.pid", settings=given) is True
+    assert not process.is_running()
+    assert settings_calls == [None]
+
+
+def test_start_and_stop_resolve_the_settings_once_per_call(
+    gearman_server, job_settings, settings_calls: list[None]
+) -> None:
+    assert islandora_job.start_worker("w.pid") is True
+    assert len(settings_calls) == 1
+    assert islandora_job.stop_worker("w.pid") is True
+    assert len(settings_calls) == 2
 
 
 @pytest.mark.parametrize("name", ["", "a/b", "..", ".", "/tmp/abs.pid", "a\0b"])
@@ -411,6 +457,22 @@ def test_route_runs_the_job_on_stdin_and_prints_its_json_result(cli_process) -> 
     router = cli_process("route")
     out, _ = router.communicate(payload.encode("add", [1, 2]), timeout=30)
     assert (router.returncode, out) == (0, b"3")
+
+
+def test_route_takes_its_settings_from_the_caller(settings_calls: list[None]) -> None:
+    # The limit of the settings in force is far larger: only the given one refuses this.
+    small = dataclasses.replace(settings(), max_payload=16)
+    settings_calls.clear()
+    out = io.BytesIO()
+    assert (
+        islandora_job.workers.route(
+            io.BytesIO(payload.encode("add", [1, 2, 3, 4, 5, 6, 7])), out, settings=small
+        )
+        == 1
+    )
+    assert json.loads(out.getvalue())["type"] == "PayloadError"
+    assert "more than the maximum of 16" in json.loads(out.getvalue())["message"]
+    assert settings_calls == []
 
 
 @pytest.mark.parametrize(

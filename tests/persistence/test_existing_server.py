@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 
 from pytest_islandora_job import ports
-from pytest_islandora_job.databases.base import LocalServer
+from pytest_islandora_job.databases.local_server import LocalServer
 from pytest_islandora_job.databases.mysql import MariaDBServer
 from pytest_islandora_job.databases.postgres import PostgresServer
 

@@ -12,7 +12,7 @@ from islandora_job import payload
 from islandora_job.gearman.client import GearmanClient, Priority, ServerError
 from islandora_job.queue import clear, jobs_left
 from pytest_islandora_job.assertions import wait_until_idle
-from pytest_islandora_job.databases.base import LocalServer
+from pytest_islandora_job.databases.local_server import LocalServer
 from pytest_islandora_job.servers import GearmanServer
 from tests.persistence.conftest import workers
 

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_islandora_job.databases import base
-from pytest_islandora_job.databases.base import copy_template, find_program
+from pytest_islandora_job.databases import templates
+from pytest_islandora_job.databases.programs import find_program
+from pytest_islandora_job.databases.templates import copy_template
 from pytest_islandora_job.servers import ServerStartError
 
 BUILD_ONCE = """
 import sys
 from pathlib import Path
-from pytest_islandora_job.databases.base import copy_template
+from pytest_islandora_job.databases.templates import copy_template
 
 def build(datadir, log_path):
     datadir.mkdir()
@@ -33,7 +34,7 @@ def test_the_template_is_built_once_per_run_and_shared_between_processes(
     key = "selftest"
     monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", f"run{os.getpid()}")
     # Only this test's template is removed below, not the session's real ones.
-    monkeypatch.setattr(base, "_made_templates", [])
+    monkeypatch.setattr(templates, "_made_templates", [])
     builds = []
 
     def build(datadir: Path, log_path: Path) -> None:
@@ -51,8 +52,8 @@ def test_the_template_is_built_once_per_run_and_shared_between_processes(
     assert len(builds) == 1
     for copy in ("first", "second", "third"):
         assert (tmp_path / copy / "made-by").read_text() == "this process"
-    base.remove_made_templates()
-    assert not (base.SHARED_ROOT / "templates" / f"{key}-run{os.getpid()}").exists()
+    templates.remove_made_templates()
+    assert not (templates.TEMPLATES / f"{key}-run{os.getpid()}").exists()
 
 
 def test_a_missing_server_program_is_one_line_naming_the_ways_out() -> None:

@@ -41,15 +41,23 @@ def make_database(settings: ServerSettings, workdir: Path) -> QueueDatabase | No
 
         return SQLiteQueue(workdir)
     if settings.queue == "mysql":
-        from pytest_islandora_job.databases.mysql import DSN_OPTION, MySQLQueue
+        from pytest_islandora_job.databases.mysql import DSN_OPTION, MariaDBServer, MySQLQueue
 
         dsn = _server_dsn(settings.mysql_dsn, "mysql", DSN_OPTION)
-        return MySQLQueue(workdir, dsn, start_timeout=settings.start_timeout)
+        return MySQLQueue(
+            workdir, MariaDBServer(workdir, settings.start_timeout) if dsn is None else dsn
+        )
     if settings.queue == "postgres":
-        from pytest_islandora_job.databases.postgres import DSN_OPTION, PostgresQueue
+        from pytest_islandora_job.databases.postgres import (
+            DSN_OPTION,
+            PostgresQueue,
+            PostgresServer,
+        )
 
         dsn = _server_dsn(settings.postgres_dsn, "postgres", DSN_OPTION)
-        return PostgresQueue(workdir, dsn, start_timeout=settings.start_timeout)
+        return PostgresQueue(
+            workdir, PostgresServer(workdir, settings.start_timeout) if dsn is None else dsn
+        )
     raise ValueError(
         f"unknown queue type {settings.queue!r}; use builtin, mysql, postgres or sqlite"
     )

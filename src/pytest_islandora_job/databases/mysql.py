@@ -14,13 +14,10 @@ import os
 from pathlib import Path
 
 from islandora_job.dsn import DSN
-from pytest_islandora_job.databases.base import (
-    TEMPLATE_BUILD_TIMEOUT,
-    LocalServer,
-    ServerQueue,
-    find_program,
-    run_to_end,
-)
+from pytest_islandora_job.databases.local_server import LocalServer
+from pytest_islandora_job.databases.programs import find_program, run_to_end
+from pytest_islandora_job.databases.server_queue import ServerQueue
+from pytest_islandora_job.databases.templates import TEMPLATE_BUILD_TIMEOUT
 
 DSN_OPTION = "--gearman-mysql-dsn"
 DSN_HINT = f"{DSN_OPTION} mysql://user:pw@host:port/db"
@@ -106,16 +103,13 @@ class MariaDBServer(LocalServer):
 
 
 class MySQLQueue(ServerQueue):
-    """gearmand's MySQL queue in a database of our own: on a throwaway MariaDB by default, or
-    on the running server a DSN names."""
+    """gearmand's MySQL queue in a database of our own: on a throwaway server (a MariaDBServer,
+    or a MariaDB container), or on the running server a DSN names."""
 
     queue = "mysql"
     secret_flags = ("--mysql-password",)
     dsn_option = DSN_OPTION
     server_kind = "MySQL server"
-
-    def make_instance(self, workdir: Path, start_timeout: float) -> LocalServer:
-        return MariaDBServer(workdir, start_timeout)
 
     def create_sql(self) -> str:
         return f"CREATE DATABASE `{self.database_name}`"

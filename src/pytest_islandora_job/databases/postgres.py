@@ -18,14 +18,10 @@ import signal
 from pathlib import Path
 
 from islandora_job.dsn import DSN
-from pytest_islandora_job.databases.base import (
-    TEMPLATE_BUILD_TIMEOUT,
-    LocalServer,
-    ServerQueue,
-    find_program,
-    run_as_prefix,
-    run_to_end,
-)
+from pytest_islandora_job.databases.local_server import LocalServer
+from pytest_islandora_job.databases.programs import find_program, run_as_prefix, run_to_end
+from pytest_islandora_job.databases.server_queue import ServerQueue
+from pytest_islandora_job.databases.templates import TEMPLATE_BUILD_TIMEOUT
 from pytest_islandora_job.readiness import ServerStartError
 
 DSN_OPTION = "--gearman-postgres-dsn"
@@ -132,8 +128,8 @@ class PostgresServer(LocalServer):
 
 
 class PostgresQueue(ServerQueue):
-    """gearmand's Postgres queue in a database of our own: on a throwaway PostgreSQL by
-    default, or on the running server a DSN names."""
+    """gearmand's Postgres queue in a database of our own: on a throwaway server (a
+    PostgresServer, or a PostgreSQL container), or on the running server a DSN names."""
 
     queue = "postgres"
     dsn_option = DSN_OPTION
@@ -143,9 +139,6 @@ class PostgresQueue(ServerQueue):
     def passfile(self) -> Path:
         """Where the password for gearmand is written when the DSN has one."""
         return self.workdir / "gearmand.pgpass"
-
-    def make_instance(self, workdir: Path, start_timeout: float) -> LocalServer:
-        return PostgresServer(workdir, start_timeout)
 
     def create_sql(self) -> str:
         return f'CREATE DATABASE "{self.database_name}"'

@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pytest_islandora_job import processes
 from pytest_islandora_job.readiness import ServerStartError
@@ -150,18 +150,16 @@ def make_container(
     """
     from testcontainers.core.container import DockerContainer
 
-    container = DockerContainer(
-        image,
-        command=command,
-        labels=run_labels(role, labels),
-        **kwargs,
-    )
+    container = DockerContainer(image, labels=run_labels(role, labels), **kwargs)
+    # with_command takes a list (the constructor's hint says str only).
+    container.with_command(command)
     if network is not None:
         container.with_network(network)
         if alias:
             container.with_network_aliases(alias)
     # testcontainers' with_bind_ports() takes no host address; the SDK takes (address, port).
-    container.ports[f"{port}/tcp"] = published  # type: ignore[assignment]
+    # Its hint says int, but the SDK under it takes the tuple too.
+    cast(dict[str, object], container.ports)[f"{port}/tcp"] = published
     return container
 
 
@@ -186,14 +184,16 @@ def is_running(container: DockerContainer | None) -> bool:
         return False
     wrapped = container.get_wrapped_container()
     wrapped.reload()
-    return wrapped.status == "running"
+    status: str = wrapped.status
+    return status == "running"
 
 
 def host_pid(container: DockerContainer | None) -> int | None:
     """The container's main process id, as the engine's host sees it, while it runs."""
-    if not is_running(container):
+    if container is None or not is_running(container):
         return None
-    return container.get_wrapped_container().attrs["State"]["Pid"] or None
+    pid: int = container.get_wrapped_container().attrs["State"]["Pid"]
+    return pid or None
 
 
 def remove_container(container: DockerContainer) -> None:
@@ -209,9 +209,10 @@ def logs(container: DockerContainer) -> bytes:
     import docker.errors
 
     try:
-        return container.get_wrapped_container().logs(stdout=True, stderr=True)
+        written: bytes = container.get_wrapped_container().logs(stdout=True, stderr=True)
     except docker.errors.DockerException:
         return b""
+    return written
 
 
 class LogFollower:

@@ -3,8 +3,9 @@
 MariaDB and PostgreSQL run in containers of their own, built from the shipped Dockerfile, on a
 user-defined network they share with gearmand: gearmand reaches them by alias, while rows(),
 counts() and delete() go through the port published on loopback. SQLite is a file in a
-directory of the work dir mounted into gearmand's container. The SQL and the gearmand flags are
-the local queues' (MySQLQueue, PostgresQueue, SQLiteQueue); only `gearmand_dsn` differs.
+directory of the work dir mounted into gearmand's container. The queues are the local ones
+(MySQLQueue, PostgresQueue, SQLiteQueue), given a `DatabaseContainer` as their server in place
+of a throwaway local one: the SQL and the gearmand flags are theirs, only `gearmand_dsn` differs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from islandora_job.dsn import DSN
+from islandora_job.logs import last_lines
 from pytest_islandora_job import ports
 from pytest_islandora_job.databases import make_database
 from pytest_islandora_job.databases.base import QueueDatabase
@@ -39,9 +41,12 @@ class ContainerSide:
     """What gearmand's container needs from its queue database: a network to join and
     directories to mount."""
 
+    #: The container the database runs in, when it has one.
+    db_container: DatabaseContainer | None = None
+
     def shared_network(self) -> Network | None:
         """The network gearmand must join to reach the database, if any."""
-        return None
+        return self.db_container.network if self.db_container is not None else None
 
     def mounts(self) -> list[tuple[str, str, str]]:
         """(host path, container path, mode) to mount into gearmand's container."""
@@ -51,8 +56,8 @@ class ContainerSide:
 class DatabaseContainer(abc.ABC):
     """A throwaway MariaDB or PostgreSQL in a container, on a labelled network of its own.
 
-    Plays the part of a LocalServer for ServerQueue, with the same methods: start(), stop()
-    (keeps the data), restart(), remove(), pid, admin_dsn, name.
+    A ServerQueue's `DatabaseServer`, as a LocalServer is: start(), stop() (keeps the
+    data), restart(), remove(), pid, admin_dsn, name, gearmand_dsn().
     """
 
     #: Shown in messages: "MariaDB", "PostgreSQL".
@@ -89,7 +94,7 @@ class DatabaseContainer(abc.ABC):
         """Full rights on the server, through the published port (valid after start())."""
         return DSN(self.kind, self.host, self.port or 0, self.admin_user, None, self.admin_database)
 
-    def inside_dsn(self, dsn: DSN) -> DSN:
+    def gearmand_dsn(self, dsn: DSN) -> DSN:
         """`dsn` as gearmand on the shared network reaches it: by alias and internal port."""
         return replace(dsn, host=self.alias, port=self.internal_port)
 
@@ -145,8 +150,9 @@ class DatabaseContainer(abc.ABC):
 
     def stop(self, grace: float = 10.0) -> None:
         """Shut the server down cleanly (SIGKILL after `grace` seconds); keeps its data."""
-        if containers.is_running(self.container):
-            self.container.get_wrapped_container().stop(timeout=round(grace))
+        container = self.container
+        if container is not None and containers.is_running(container):
+            container.get_wrapped_container().stop(timeout=round(grace))
 
     def restart(self) -> None:
         """Stop the server and start it again with the same data."""
@@ -173,8 +179,7 @@ class DatabaseContainer(abc.ABC):
         """The last lines the database container wrote."""
         if self.container is None:
             return "(no container)"
-        text = containers.logs(self.container).decode("utf-8", "replace")
-        return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+        return last_lines(containers.logs(self.container), lines)
 
     def remove(self) -> None:
         """Remove the container (data and all) and its network; give the port back. Idempotent."""
@@ -234,39 +239,20 @@ class PostgresContainer(DatabaseContainer):
         return argv
 
 
-class OnContainer(ContainerSide):
-    """Mixed into a ServerQueue: its server is a DatabaseContainer gearmand reaches by alias."""
-
-    server_class: type[DatabaseContainer]
-    instance: DatabaseContainer
-
-    def __init__(self, workdir: Path, settings: ServerSettings) -> None:
-        self.settings = settings
-        super().__init__(workdir, start_timeout=settings.start_timeout)  # type: ignore[call-arg]
-
-    def make_instance(self, workdir: Path, start_timeout: float) -> DatabaseContainer:
-        """The database container (not started)."""
-        return self.server_class(workdir, self.settings)
-
-    @property
-    def gearmand_dsn(self) -> DSN:
-        """Our database, by alias and internal port on the shared network."""
-        return self.instance.inside_dsn(self.dsn)  # type: ignore[attr-defined]
-
-    def shared_network(self) -> Network | None:
-        return self.instance.network
-
-
-class ContainerMySQLQueue(OnContainer, MySQLQueue):
+class ContainerMySQLQueue(ContainerSide, MySQLQueue):
     """The MySQL queue on a MariaDB container."""
 
-    server_class = MariaDBContainer
+    def __init__(self, workdir: Path, settings: ServerSettings) -> None:
+        self.db_container = MariaDBContainer(workdir, settings)
+        super().__init__(workdir, self.db_container)
 
 
-class ContainerPostgresQueue(OnContainer, PostgresQueue):
+class ContainerPostgresQueue(ContainerSide, PostgresQueue):
     """The Postgres queue on a PostgreSQL container."""
 
-    server_class = PostgresContainer
+    def __init__(self, workdir: Path, settings: ServerSettings) -> None:
+        self.db_container = PostgresContainer(workdir, settings)
+        super().__init__(workdir, self.db_container)
 
 
 class MountedSQLiteQueue(ContainerSide, SQLiteQueue):

@@ -9,19 +9,15 @@ from typing import TYPE_CHECKING
 
 from islandora_job.gearman.admin import FunctionStatus, GearmanAdmin
 from islandora_job.gearman.connection import ServerUnavailable
+from islandora_job.logs import tail
 from pytest_islandora_job.readiness import wait_ready
 
 if TYPE_CHECKING:
     from pytest_islandora_job.config import ServerSettings
     from pytest_islandora_job.databases.base import PersistedJob, QueueDatabase
 
-
-def tail(path: Path | None, lines: int = 40) -> str:
-    """The last lines of a log file, or a note that there is none."""
-    if path is None or not path.exists():
-        return f"(no log at {path})"
-    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return "\n".join(text[-lines:]) or "(log is empty)"
+# tail: the backends and the plugin take the one log tail from here.
+__all__ = ["GearmanServer", "tail"]
 
 
 class GearmanServer(abc.ABC):
@@ -63,6 +59,11 @@ class GearmanServer(abc.ABC):
     @abc.abstractmethod
     def kill(self) -> None:
         """SIGKILL gearmand, as a crash would, and wait until it is gone."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop gearmand and release all it holds (its queue database, its port); idempotent.
+        The fixtures call it once the server is no longer used."""
 
     def restart(self) -> None:
         """Start gearmand again on the same port with the same flags and queue."""

@@ -1,0 +1,42 @@
+"""Worker processes: the foreground worker, pidfile-managed detached workers, the router.
+
+`run_worker()` is the `islandora-job worker` process (`runtime`). `start_worker(name)`
+starts one detached, named by a pidfile in the temp dir, and returns once it is registered
+with every server (`spawn`); `stop_worker(name)` stops it, after checking that the PID really
+is that worker (`stop`, `identity`). `route()` is the `islandora-job route` command run by
+the C `gearman -w` tool per job (`gearman_cli`). Pidfiles themselves: `pidfiles`.
+
+Each of them takes its settings from the caller (`settings=`), or resolves the settings in
+force once per call.
+"""
+
+from islandora_job.workers.gearman_cli import gearman_cli_command, route, run_gearman_cli_worker
+from islandora_job.workers.identity import CLIENT_ID_PREFIX, WorkerRunning, client_id
+from islandora_job.workers.pidfiles import (
+    GarbledPidfile,
+    PidfileError,
+    check_pidfile_name,
+    pidfile_path,
+    worker_log_path,
+)
+from islandora_job.workers.runtime import run_worker
+from islandora_job.workers.spawn import WorkerStartError, start_worker
+from islandora_job.workers.stop import stop_worker
+
+__all__ = [
+    "CLIENT_ID_PREFIX",
+    "GarbledPidfile",
+    "PidfileError",
+    "WorkerRunning",
+    "WorkerStartError",
+    "check_pidfile_name",
+    "client_id",
+    "gearman_cli_command",
+    "pidfile_path",
+    "route",
+    "run_gearman_cli_worker",
+    "run_worker",
+    "start_worker",
+    "stop_worker",
+    "worker_log_path",
+]

@@ -1,0 +1,46 @@
+"""Which jobs a worker serves, and how the native worker runs one: decode, resolve, call, encode."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from islandora_job import payload
+from islandora_job.gearman.worker import WorkerJob, WorkFailure
+from islandora_job.registry import Registry, RegistryError, UnknownJob
+
+log = logging.getLogger(__name__)
+
+NO_JOBS = (
+    "no jobs are registered: list job modules in ISLANDORA_JOB_MODULES (or configure("
+    "modules=...)) or declare an `islandora_job.jobs` entry point"
+)
+
+
+def select_jobs(registry: Registry, only: Iterable[str] | None) -> list[str]:
+    """The job names a worker registers: every registered one, or the `only` ones.
+
+    Raises UnknownJob for an `only` name nobody registered, RegistryError when there are none.
+    """
+    names = list(registry.jobs) if not only else [registry.spec(n).name for n in only]
+    if not names:
+        raise RegistryError(NO_JOBS)
+    return names
+
+
+def handler(registry: Registry, max_payload: int) -> Callable[[WorkerJob], bytes]:
+    """The worker's handler for every job: decode, check, resolve, call, encode; a failure
+    (bad payload, unregistered job, the job raised) raises WorkFailure with its JSON."""
+
+    def handle(job: WorkerJob) -> bytes:
+        try:
+            name, args = payload.decode(job.data, job.function, max_size=max_payload)
+            return payload.encode_result(registry.resolve(name)(*args))
+        except (payload.PayloadError, UnknownJob, RegistryError) as exc:
+            log.warning("job %s on %r refused: %s", job.handle, job.function, exc)
+            raise WorkFailure(payload.encode_failure(exc)) from exc
+        except (Exception, SystemExit) as exc:
+            log.exception("job %s on %r raised", job.handle, job.function)
+            raise WorkFailure(payload.encode_failure(exc)) from exc
+
+    return handle
