@@ -37,12 +37,11 @@ from benchmarks.common import (
     workdir,
 )
 from benchmarks.roundtrip import C_FUNCTION, c_argv, spawn
-from islandora_job.config import configured
 from islandora_job.gearman.admin import GearmanAdmin
 from islandora_job.gearman.connection import ServerUnavailable
 from pytest_islandora_job.config import ServerSettings
 from pytest_islandora_job.servers import GearmanServer, make_servers
-from pytest_islandora_job.workerpool import WorkerPool
+from pytest_islandora_job.workerpool import WorkerPool, pool_settings
 
 SECTION = "4 fixtures"
 QUEUES = ("builtin", "mysql", "postgres", "sqlite")
@@ -211,19 +210,18 @@ def worker_start_stop(runs: int) -> list[Row]:
     """job_worker's WorkerPool start(1) and stop() next to the C worker's, alternating."""
     starts, stops, c_starts, c_stops, imports = [], [], [], [], []
     with workdir("worker") as where, gearmand(where / "gearmand") as server:
-        pool = WorkerPool([server.address], [JOB_MODULE], where / "pool")
+        pool = WorkerPool(pool_settings([server.address], [JOB_MODULE], where / "pool"))
         (where / "pool").mkdir()
-        with configured(**pool.settings()):
-            pool.start(1)  # warm up
-            pool.stop()
-            _c_worker_start_stop(server.address)
-            for _ in range(runs):
-                starts.append(timed(lambda: pool.start(1)))
-                stops.append(timed(pool.stop))
-                c_start, c_stop = _c_worker_start_stop(server.address)
-                c_starts.append(c_start)
-                c_stops.append(c_stop)
-                imports.append(timed(_import_worker_modules))
+        pool.start(1)  # warm up
+        pool.stop()
+        _c_worker_start_stop(server.address)
+        for _ in range(runs):
+            starts.append(timed(lambda: pool.start(1)))
+            stops.append(timed(pool.stop))
+            c_start, c_stop = _c_worker_start_stop(server.address)
+            c_starts.append(c_start)
+            c_stops.append(c_stop)
+            imports.append(timed(_import_worker_modules))
     start_stats = Stats.of([_ms(s) for s in starts])
     stop_stats = Stats.of([_ms(s) for s in stops])
     return [

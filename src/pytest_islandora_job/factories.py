@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 import islandora_job
-from islandora_job.config import configured, layered
+from islandora_job.config import layered
 from pytest_islandora_job import config, leftovers
 from pytest_islandora_job.cluster import GearmanCluster
 from pytest_islandora_job.servers import GearmanServer, ServerStartError, make_servers
-from pytest_islandora_job.workerpool import WorkerPool
+from pytest_islandora_job.workerpool import WorkerPool, pool_settings
 
 
 @contextlib.contextmanager
@@ -102,7 +102,13 @@ def gearman_server(
         handles = make_servers(settings, workdir, count or 1)
         with running(handles) as servers:
             value = servers[0] if count is None else GearmanCluster(servers)
-            with layered(servers=[s.address for s in servers], temp_dir=workdir):
+            # While the fixture lives, the module-level API uses its servers, its workdir
+            # and the run's job modules (a test's own settings come in pytest_runtest_call).
+            with layered(
+                servers=[s.address for s in servers],
+                temp_dir=workdir,
+                modules=config.get(request.config, "islandora_job_modules"),
+            ):
                 yield value
 
     return server_fixture
@@ -134,10 +140,8 @@ def job_client(server_fixture_name: str = "gearman_server") -> Any:
     @_taking(server_fixture_name)
     def client_fixture(**server_fixture: Any) -> Iterator[islandora_job.JobClient]:
         server = server_fixture[server_fixture_name]
-        client = islandora_job.JobClient(servers=addresses(server))
-        with configured(servers=addresses(server)):
+        with islandora_job.JobClient(servers=addresses(server)) as client:
             yield client
-        client.close()
 
     return client_fixture
 
@@ -163,16 +167,15 @@ def job_worker(
     ) -> Iterator[WorkerPool]:
         server = server_fixture[server_fixture_name]
         job_modules = config.get(request.config, "islandora_job_modules", modules)
-        if job_modules is None:
-            job_modules = islandora_job.settings().modules
-        pool = WorkerPool(addresses(server), job_modules, tmp_path_factory.mktemp("workers"))
+        pool = WorkerPool(
+            pool_settings(addresses(server), job_modules, tmp_path_factory.mktemp("workers"))
+        )
         queued_before = leftovers.queued(addresses(server))
-        with configured(**pool.settings()):
-            pool.start(1 if count is None else count)
-            try:
-                yield pool
-            finally:
-                pool.stop()
-                leftovers.settle(request, addresses(server), queued_before)
+        pool.start(1 if count is None else count)
+        try:
+            yield pool
+        finally:
+            pool.stop()
+            leftovers.settle(request, addresses(server), queued_before)
 
     return worker_fixture

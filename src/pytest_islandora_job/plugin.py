@@ -109,17 +109,21 @@ def _logs_of(item: pytest.Item) -> list[tuple[str, Path]]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """During the test, the module-level API uses the first server fixture among the test's
-    arguments: several session servers may be active, and the newest need not be this test's."""
-    servers = [
-        value
-        for name in getattr(item, "fixturenames", ())
-        if isinstance(
-            value := getattr(item, "funcargs", {}).get(name), GearmanServer | GearmanCluster
-        )
-    ]
+    arguments (several session servers may be active, and the newest need not be this
+    test's) and, when the test has a worker pool, that pool's job modules and temp dir: the
+    one settings push of a test."""
+    funcargs = getattr(item, "funcargs", {})
+    values = [funcargs.get(name) for name in getattr(item, "fixturenames", ())]
+    servers = [v for v in values if isinstance(v, GearmanServer | GearmanCluster)]
+    pools = [v for v in values if isinstance(v, WorkerPool)]
     if not servers:
         return (yield)
-    with layered(servers=factories.addresses(servers[0])):
+    pool = pools[0].settings if pools else None
+    with layered(
+        servers=factories.addresses(servers[0]),
+        modules=None if pool is None else pool.modules,
+        temp_dir=None if pool is None else pool.temp_dir,
+    ):
         return (yield)
 
 

@@ -2,30 +2,47 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
 import islandora_job
+from islandora_job.config import Settings
+
+
+def pool_settings(
+    servers: Sequence[str],
+    modules: Sequence[str] | None,
+    temp_dir: Path,
+    base: Settings | None = None,
+) -> Settings:
+    """Worker settings: these servers, job modules (None: those of ``base``) and temp dir,
+    the rest from ``base`` (default: the settings in force)."""
+    resolved = islandora_job.settings() if base is None else base
+    return dataclasses.replace(
+        resolved,
+        servers=tuple(servers),
+        modules=resolved.modules if modules is None else tuple(modules),
+        temp_dir=temp_dir,
+    )
 
 
 class WorkerPool:
     """Workers for the registered jobs, started with islandora_job.start_worker.
 
     Stopping every worker holds submitted jobs in the queue (so a test can assert on them);
-    starting workers again releases them.
+    starting workers again releases them. Every worker gets `settings` (servers, job
+    modules, temp dir for pidfiles and logs), handed to start_worker and stop_worker.
     """
 
-    def __init__(self, addresses: Sequence[str], modules: Sequence[str], temp_dir: Path) -> None:
-        self.addresses = list(addresses)
-        self.modules = list(modules)
-        self.temp_dir = temp_dir
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.addresses = list(settings.servers)
+        self.modules = list(settings.modules)
+        self.temp_dir = settings.temp_dir
         self.pidfiles: list[str] = []
         self._numbers = itertools.count()
-
-    def settings(self) -> dict[str, object]:
-        """The islandora_job settings these workers (and the test's module-level API) use."""
-        return {"servers": self.addresses, "modules": self.modules, "temp_dir": self.temp_dir}
 
     def start(self, count: int = 1) -> list[str]:
         """Start count more workers; returns their pidfile names once each is registered.
@@ -37,7 +54,7 @@ class WorkerPool:
         started = []
         for _ in range(count):
             name = f"worker-{next(self._numbers)}.pid"
-            if not islandora_job.start_worker(name):
+            if not islandora_job.start_worker(name, settings=self.settings):
                 raise RuntimeError(
                     f"a live worker already holds the pidfile {name} in {self.temp_dir}"
                 )
@@ -47,7 +64,9 @@ class WorkerPool:
 
     def stop(self) -> int:
         """Stop every worker this pool started; returns how many were running."""
-        stopped = sum(1 for name in self.pidfiles if islandora_job.stop_worker(name))
+        stopped = sum(
+            1 for name in self.pidfiles if islandora_job.stop_worker(name, settings=self.settings)
+        )
         self.pidfiles.clear()
         return stopped
 

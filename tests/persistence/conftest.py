@@ -11,10 +11,9 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from islandora_job.config import configured
 from pytest_islandora_job import factories
 from pytest_islandora_job.databases.base import PersistedJob
-from pytest_islandora_job.workerpool import WorkerPool
+from pytest_islandora_job.workerpool import WorkerPool, pool_settings
 
 JOB_MODULES = ["tests.jobs"]
 
@@ -38,13 +37,12 @@ crash_worker = factories.job_worker("crash_server")
 @contextlib.contextmanager
 def workers(addresses: Sequence[str], temp_dir: Path, count: int = 1) -> Iterator[WorkerPool]:
     """Pidfile-managed workers for tests.jobs on these servers, stopped at the end."""
-    pool = WorkerPool(addresses, JOB_MODULES, temp_dir)
-    with configured(**pool.settings()):
-        pool.start(count)
-        try:
-            yield pool
-        finally:
-            pool.stop()
+    pool = WorkerPool(pool_settings(addresses, JOB_MODULES, temp_dir))
+    pool.start(count)
+    try:
+        yield pool
+    finally:
+        pool.stop()
 
 
 def job_args(job: PersistedJob) -> list[object]:
