@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from islandora_job import payload
-from islandora_job.config import parse_servers, settings
+from islandora_job.config import parse_results, parse_servers, parse_site, settings
 from islandora_job.gearman.admin import AdminError, GearmanAdmin
 from islandora_job.gearman.client import GearmanClient, GearmanTimeout, JobResult, JobStatus
 from islandora_job.gearman.connection import ServerUnavailable
@@ -133,6 +133,11 @@ def _check_batch(batch: Sequence[Mapping[str, object]]) -> list[tuple[str, Seque
 class JobClient:
     """Submits jobs to a list of gearmand servers (default: the settings' servers).
 
+    results: "json" (the default: our worker answers with JSON, decoded here) or "text"
+    (the raw result, as a str, of a worker that is not ours, such as the original module's
+    router); site: the multisite prefix of the Gearman functions ("" for none). Both default
+    to the settings.
+
     Not safe to share between threads: give each thread its own (the module-level
     functions do). Closes its connection on close() or at the end of a `with` block.
     """
@@ -143,15 +148,21 @@ class JobClient:
         *,
         connect_timeout: float = 5.0,
         max_payload: int | None = None,
+        results: str | None = None,
+        site: str | None = None,
     ) -> None:
-        """Bind to servers ("host:port" list or comma-separated string); ValueError if malformed."""
-        self.servers = settings().servers if servers is None else parse_servers(servers)
+        """Bind to servers ("host:port" list or comma-separated string); ValueError if a
+        setting is malformed."""
+        resolved = settings()
+        self.servers = resolved.servers if servers is None else parse_servers(servers)
         self.max_payload = max_payload
+        self.results = resolved.results if results is None else parse_results(results)
+        self.site = resolved.site if site is None else parse_site(site) or None
         self._connect_timeout = connect_timeout
         self._client: GearmanClient | None = None
 
     def __repr__(self) -> str:
-        return f"JobClient(servers={list(self.servers)!r})"
+        return f"JobClient(servers={list(self.servers)!r}, results={self.results!r}, site={self.site!r})"
 
     def __enter__(self) -> JobClient:
         return self
@@ -177,22 +188,30 @@ class JobClient:
             raise
 
     def _encode(self, job_name: str, args: Sequence[object]) -> bytes:
-        return payload.encode(job_name, args, max_size=self.max_payload)
+        # In text mode our worker must answer as the original router would: no JSON asked.
+        return payload.encode(
+            job_name, args, max_size=self.max_payload, json_result=self.results == "json"
+        )
+
+    def _function(self, job_name: str) -> str:
+        return payload.gearman_function(job_name, self.site)
 
     def _decode(self, job_name: str, result: JobResult) -> object:
         if not result.ok:
             raise _failure(job_name, result)
+        if self.results == "text":
+            return payload.decode_text_result(result.data, max_size=self.max_payload)
         return payload.decode_result(result.data, max_size=self.max_payload)
 
     def _timed_out(self, job_names: Iterable[str], timeout: float | None) -> JobTimeout:
         names = list(dict.fromkeys(job_names))
-        status = queue_status(self.servers, names)
+        status = queue_status(self.servers, [self._function(name) for name in names])
         # The connection may still carry the unfinished jobs' replies: start afresh.
         self.close()
         return JobTimeout(", ".join(names), timeout, status)
 
     def submit(self, job_name: str, *args: object, timeout: float | None = None) -> object:
-        """Run a job in the foreground and return its decoded result.
+        """Run a job in the foreground and return its decoded result (a str in text mode).
 
         Raises JobFailed when the job raised or failed, JobTimeout when `timeout` seconds
         pass first, TypeError when an argument cannot be encoded as JSON, PayloadError for
@@ -202,7 +221,7 @@ class JobClient:
         data = self._encode(job_name, args)
         try:
             with self._gearman() as gearman:
-                result = gearman.submit(job_name, data, timeout=timeout)
+                result = gearman.submit(self._function(job_name), data, timeout=timeout)
         except GearmanTimeout:
             raise self._timed_out([job_name], timeout) from None
         return self._decode(job_name, result)
@@ -215,7 +234,7 @@ class JobClient:
         """
         data = self._encode(job_name, args)
         with self._gearman() as gearman:
-            return gearman.submit_background(job_name, data)
+            return gearman.submit_background(self._function(job_name), data)
 
     def submit_batch(
         self, batch: Sequence[Mapping[str, object]], timeout: float | None = None
@@ -230,7 +249,9 @@ class JobClient:
             return True
         try:
             with self._gearman() as gearman:
-                results = gearman.submit_many(jobs, timeout=timeout)
+                results = gearman.submit_many(
+                    [(self._function(name), data) for name, data in jobs], timeout=timeout
+                )
         except GearmanTimeout:
             raise self._timed_out((name for name, _ in jobs), timeout) from None
         ok = True
@@ -250,17 +271,22 @@ _local = threading.local()
 
 
 def _client() -> JobClient:
-    """This thread's client for the configured servers, replaced when they change."""
-    servers, pid = settings().servers, os.getpid()
+    """This thread's client for the configured settings, replaced when they change."""
+    resolved, pid = settings(), os.getpid()
     cached: tuple[int, JobClient] | None = getattr(_local, "client", None)
     if cached is not None:
         owner, client = cached
-        if owner == pid and client.servers == servers:
+        if (
+            owner == pid
+            and client.servers == resolved.servers
+            and client.results == resolved.results
+            and client.site == resolved.site
+        ):
             return client
         if owner == pid:
             client.close()
         # After a fork the socket is the parent's: leave it to the parent.
-    client = JobClient(servers)
+    client = JobClient(resolved.servers)
     _local.client = (pid, client)
     return client
 

@@ -1,4 +1,4 @@
-"""Settings of the job library: servers, temp dir, job modules, payload limit.
+"""Settings of the job library: servers, temp dir, job modules, payload limit, results, site.
 
 Each setting comes from an explicit `configure()` call if one was made, else from its
 environment variable, else from a default. `settings()` resolves them on every call, so
@@ -20,9 +20,14 @@ ENV_SERVERS = "ISLANDORA_JOB_SERVERS"
 ENV_TEMP_DIR = "ISLANDORA_JOB_TEMP_DIR"
 ENV_MODULES = "ISLANDORA_JOB_MODULES"
 ENV_MAX_PAYLOAD = "ISLANDORA_JOB_MAX_PAYLOAD"
+ENV_RESULTS = "ISLANDORA_JOB_RESULTS"
+ENV_SITE = "ISLANDORA_JOB_SITE"
 
 DEFAULT_SERVERS = (f"127.0.0.1:{DEFAULT_PORT}",)
 DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
+# How the client reads results: "json" (our worker's JSON, the default) or "text" (the raw
+# text a worker that is not ours echoes, returned as str).
+RESULTS = ("json", "text")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,13 +36,16 @@ class Settings:
 
     servers: normalised "host:port" strings; temp_dir: where pidfiles and worker logs go;
     modules: import paths of job modules (besides the entry points); max_payload: the
-    largest payload, in bytes, that is sent or accepted.
+    largest payload, in bytes, that is sent or accepted; results: how clients read results
+    ("json" or "text"); site: the multisite prefix of Gearman function names (None: none).
     """
 
     servers: tuple[str, ...]
     temp_dir: Path
     modules: tuple[str, ...]
     max_payload: int
+    results: str = "json"
+    site: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +56,15 @@ class Overrides:
     temp_dir: Path | None = None
     modules: tuple[str, ...] | None = None
     max_payload: int | None = None
+    results: str | None = None
+    # "" is an explicit "no site", beating the environment.
+    site: str | None = None
 
 
 _overrides = Overrides()
 _layers: list[tuple[object, Overrides]] = []
 _layered = Overrides()  # every layer merged, the newest winning
-_ENV_NAMES = (ENV_SERVERS, ENV_TEMP_DIR, ENV_MODULES, ENV_MAX_PAYLOAD)
+_ENV_NAMES = (ENV_SERVERS, ENV_TEMP_DIR, ENV_MODULES, ENV_MAX_PAYLOAD, ENV_RESULTS, ENV_SITE)
 _cached: tuple[tuple[object, ...], Settings] | None = None
 
 
@@ -102,6 +113,28 @@ def _parse_max_payload(value: str | int) -> int:
     return size
 
 
+def parse_results(value: str) -> str:
+    """Check a results mode ("json" or "text"); ValueError naming the choices otherwise."""
+    if value not in RESULTS:
+        raise ValueError(
+            f"unknown results mode {value!r}: give 'json' (our worker's JSON results, the "
+            "default) or 'text' (the raw text a worker that is not ours echoes)"
+        )
+    return value
+
+
+def parse_site(value: str) -> str:
+    """Check a multisite prefix ("" for none); ValueError when Gearman cannot carry it."""
+    if not isinstance(value, str):
+        raise ValueError(f"a site must be a str, not {type(value).__name__}")
+    if "\0" in value or any(c.isspace() for c in value):
+        raise ValueError(
+            f"site {value!r} holds whitespace or a NUL byte, which Gearman function names "
+            "cannot carry in the admin protocol: give a bare prefix such as 'site1'"
+        )
+    return value
+
+
 def _from_env(name: str, parse, env: Mapping[str, str]):
     try:
         return parse(env[name])
@@ -146,7 +179,13 @@ def settings() -> Settings:
             if env.get(ENV_MAX_PAYLOAD)
             else DEFAULT_MAX_PAYLOAD
         )
-    resolved = Settings(servers, temp_dir.absolute(), modules, max_payload)
+    results = o.results
+    if results is None:
+        results = _from_env(ENV_RESULTS, parse_results, env) if env.get(ENV_RESULTS) else "json"
+    site = o.site
+    if site is None:
+        site = _from_env(ENV_SITE, parse_site, env) if env.get(ENV_SITE) else ""
+    resolved = Settings(servers, temp_dir.absolute(), modules, max_payload, results, site or None)
     _cached = (key, resolved)
     return resolved
 
@@ -157,8 +196,10 @@ def configure(
     temp_dir: str | os.PathLike[str] | None = None,
     modules: str | Iterable[str] | None = None,
     max_payload: int | None = None,
+    results: str | None = None,
+    site: str | None = None,
 ) -> Overrides:
-    """Set settings in code; None leaves a setting as it is.
+    """Set settings in code; None leaves a setting as it is (site "" sets "no site").
 
     Returns the overrides in force before the call: pass them to `restore()` to undo it.
     Raises ValueError (nothing changed) when a value is malformed.
@@ -174,6 +215,10 @@ def configure(
         changes["modules"] = _parse_modules(modules)
     if max_payload is not None:
         changes["max_payload"] = _parse_max_payload(max_payload)
+    if results is not None:
+        changes["results"] = parse_results(results)
+    if site is not None:
+        changes["site"] = parse_site(site)
     _overrides = dataclasses.replace(previous, **changes)
     return previous
 
@@ -191,6 +236,8 @@ def settings_env(resolved: Settings) -> dict[str, str]:
         ENV_TEMP_DIR: str(resolved.temp_dir),
         ENV_MODULES: ",".join(resolved.modules),
         ENV_MAX_PAYLOAD: str(resolved.max_payload),
+        ENV_RESULTS: resolved.results,
+        ENV_SITE: resolved.site or "",
     }
 
 
@@ -201,10 +248,17 @@ def configured(
     temp_dir: str | os.PathLike[str] | None = None,
     modules: str | Iterable[str] | None = None,
     max_payload: int | None = None,
+    results: str | None = None,
+    site: str | None = None,
 ) -> Iterator[Settings]:
     """`configure()` for the duration of a with block; yields the settings then in force."""
     previous = configure(
-        servers=servers, temp_dir=temp_dir, modules=modules, max_payload=max_payload
+        servers=servers,
+        temp_dir=temp_dir,
+        modules=modules,
+        max_payload=max_payload,
+        results=results,
+        site=site,
     )
     try:
         yield settings()
@@ -213,7 +267,14 @@ def configured(
 
 
 def _fields(overrides: Overrides) -> tuple[object, ...]:
-    return (overrides.servers, overrides.temp_dir, overrides.modules, overrides.max_payload)
+    return (
+        overrides.servers,
+        overrides.temp_dir,
+        overrides.modules,
+        overrides.max_payload,
+        overrides.results,
+        overrides.site,
+    )
 
 
 def _merge_layers() -> None:

@@ -337,7 +337,9 @@ def start_worker(pidfile: str, *, timeout: float = 30.0) -> bool:
     """
     resolved = settings()
     path = resolved.temp_dir / check_pidfile_name(pidfile)
-    jobs = set(load_registry(resolved.modules).jobs)
+    jobs = {
+        payload.gearman_function(job, resolved.site) for job in load_registry(resolved.modules).jobs
+    }
     if not jobs:
         raise RegistryError(_NO_JOBS)
     resolved.temp_dir.mkdir(parents=True, exist_ok=True)
@@ -473,13 +475,22 @@ def _pidfile(pidfile: str | os.PathLike[str] | None) -> Iterator[None]:
         _remove_pidfile(path, os.getpid())
 
 
-def _handler(registry: Registry, max_payload: int) -> Callable[[WorkerJob], bytes]:
+def _encode_result(value: object, json_result: bool) -> bytes:
+    """JSON for our own client, which asks for it; else the text the original router echoes."""
+    return payload.encode_result(value) if json_result else payload.encode_text_result(value)
+
+
+def _handler(
+    registry: Registry, max_payload: int, site: str | None = None
+) -> Callable[[WorkerJob], bytes]:
     """The worker's handler for every job: decode, check, resolve, call, encode."""
 
     def handle(job: WorkerJob) -> bytes:
         try:
-            name, args = payload.decode(job.data, job.function, max_size=max_payload)
-            return payload.encode_result(registry.resolve(name)(*args))
+            name, args, json_result = payload.decode_job(
+                job.data, job.function, max_size=max_payload, site=site
+            )
+            return _encode_result(registry.resolve(name)(*args), json_result)
         except (payload.PayloadError, UnknownJob, RegistryError) as exc:
             log.warning("job %s on %r refused: %s", job.handle, job.function, exc)
             raise WorkFailure(payload.encode_failure(exc)) from exc
@@ -511,9 +522,9 @@ def run_worker(
         _pidfile(pidfile),
         GearmanWorker(resolved.servers, client_id(os.getpid()), exceptions=False) as worker,
     ):
-        handle = _handler(registry, resolved.max_payload)
+        handle = _handler(registry, resolved.max_payload, resolved.site)
         for name in names:
-            worker.register(name, handle)
+            worker.register(payload.gearman_function(name, resolved.site), handle)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: worker.request_stop())
         log.info(
@@ -523,8 +534,9 @@ def run_worker(
         log.info("worker %d stopped", os.getpid())
 
 
-def gearman_cli_command(names: Sequence[str]) -> list[str]:
-    """The C tool command line of the original architecture, for these jobs.
+def gearman_cli_command(names: Sequence[str], site: str | None = None) -> list[str]:
+    """The C tool command line of the original architecture, for these jobs (their
+    functions prefixed `{site}_` with a site).
 
     The tool takes one -h/-p pair; it reads the whole server list from the GEARMAN_SERVER
     environment variable instead, which `run_gearman_cli_worker` sets. FileNotFoundError
@@ -536,7 +548,7 @@ def gearman_cli_command(names: Sequence[str]) -> list[str]:
             "the C `gearman` tool is not installed: apt-get install gearman-tools, "
             "or run the native worker (without --via-gearman-cli)"
         )
-    functions = [arg for name in names for arg in ("-f", name)]
+    functions = [arg for name in names for arg in ("-f", payload.gearman_function(name, site))]
     return [tool, "-w", *functions, "--", sys.executable, "-m", "islandora_job", "route"]
 
 
@@ -552,7 +564,7 @@ def run_gearman_cli_worker(
     """
     resolved = settings()
     names = _select_jobs(load_registry(resolved.modules), only)
-    command = gearman_cli_command(names)
+    command = gearman_cli_command(names, resolved.site)
     env = {**os.environ, **settings_env(resolved), "GEARMAN_SERVER": ",".join(resolved.servers)}
     with _pidfile(pidfile):
         tool = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env)
@@ -563,7 +575,10 @@ def run_gearman_cli_worker(
 
 
 def route(stdin: BinaryIO, stdout: BinaryIO) -> int:
-    """Run the one job whose payload is on stdin, write its JSON result on stdout; 0.
+    """Run the one job whose payload is on stdin, write its result on stdout; 0.
+
+    The result is JSON when the payload asks for it (our client does), else the text the
+    original router echoes (see `payload.encode_text_result`).
 
     On a failure (bad payload, unregistered job, the job raised) write the failure JSON on
     stdout and return 1: the C tool then sends it as WORK_DATA followed by WORK_FAIL, so
@@ -573,8 +588,9 @@ def route(stdin: BinaryIO, stdout: BinaryIO) -> int:
     resolved = settings()
     data = stdin.read(resolved.max_payload + 1)
     try:
-        name, args = payload.decode(data, None, max_size=resolved.max_payload)
-        result = payload.encode_result(load_registry(resolved.modules).resolve(name)(*args))
+        name, args, json_result = payload.decode_job(data, None, max_size=resolved.max_payload)
+        value = load_registry(resolved.modules).resolve(name)(*args)
+        result = _encode_result(value, json_result)
     except (payload.PayloadError, UnknownJob, RegistryError) as exc:
         log.error("job refused: %s", exc)
         stdout.write(payload.encode_failure(exc))

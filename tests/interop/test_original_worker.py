@@ -97,8 +97,17 @@ def test_cli_text_and_site(gearman_server: GearmanServer, original_worker) -> No
     original_worker(f"{SITE}_my_module_hello_world", "my_module_answer")
     base = [sys.executable, "-m", "islandora_job", "--servers", gearman_server.address]
     done = subprocess.run(
-        [*base, "--site", SITE, "submit", "--text", "--timeout", "15",
-         "my_module_hello_world", '"Danny"'],
+        [
+            *base,
+            "--site",
+            SITE,
+            "submit",
+            "--text",
+            "--timeout",
+            "15",
+            "my_module_hello_world",
+            '"Danny"',
+        ],
         capture_output=True,
         text=True,
         timeout=30,

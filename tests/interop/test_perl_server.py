@@ -57,7 +57,7 @@ def test_foreground_background_status_batch(perl_gearmand: PerlGearmand, perl_wo
             client.submit("interop_fail", "boom", timeout=15)
 
 
-EXTERNAL_TESTS = '''
+EXTERNAL_TESTS = """
 import islandora_job
 
 def test_foreground(gearman_server, job_worker):
@@ -72,7 +72,7 @@ def test_background(job_worker, job_client):
 def test_batch(job_worker):
     batch = [{"job_name": "hello_world", "args": [n]} for n in "AB"]
     assert islandora_job.submit_batch(batch, timeout=15)
-'''
+"""
 
 
 def test_external_backend_fixtures_on_perl_server(

@@ -149,6 +149,9 @@ def _apply(result: JobResult, packet: Packet) -> bool:
 
 def _number(raw: bytes) -> int:
     text = raw.rstrip(b"\0")
+    if not text:
+        # Perl's Gearman::Server sends empty numbers for a job that reported no progress.
+        return 0
     if not text.isdigit():
         raise ProtocolError(f"expected a number from gearmand, got {raw!r}")
     return int(text)
