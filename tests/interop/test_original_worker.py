@@ -68,15 +68,19 @@ def test_env_results_text(
 def test_json_results_from_the_original_worker_say_how_to_read_them(
     gearman_server: GearmanServer, php_jobs: None
 ) -> None:
-    with islandora_job.JobClient([gearman_server.address]) as client:
-        with pytest.raises(PayloadError, match="results='text'"):
-            client.submit("my_module_hello_world", "Danny", timeout=15)
+    with (
+        islandora_job.JobClient([gearman_server.address]) as client,
+        pytest.raises(PayloadError, match="results='text'"),
+    ):
+        client.submit("my_module_hello_world", "Danny", timeout=15)
 
 
 def test_a_failing_php_job_raises_job_failed(gearman_server: GearmanServer, php_jobs: None) -> None:
-    with islandora_job.JobClient([gearman_server.address], results="text") as client:
-        with pytest.raises(islandora_job.JobFailed, match="my_module_fail"):
-            client.submit("my_module_fail", "boom", timeout=15)
+    with (
+        islandora_job.JobClient([gearman_server.address], results="text") as client,
+        pytest.raises(islandora_job.JobFailed, match="my_module_fail"),
+    ):
+        client.submit("my_module_fail", "boom", timeout=15)
 
 
 def test_a_batch_on_the_original_worker(gearman_server: GearmanServer, php_jobs: None) -> None:

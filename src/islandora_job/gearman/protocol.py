@@ -10,6 +10,7 @@ block of lines ended by a line holding a single ``.``; gearmand ends lines with 
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from collections import deque
 from dataclasses import dataclass
@@ -301,6 +302,10 @@ class AdminReply:
     lines: tuple[str, ...]
 
 
+# A version number as a server may send it without "OK": 1.1.20, v1.130.1, 1.1.20+ds.
+_BARE_VERSION = re.compile(r"v?\d+(?:\.\d+)*[\w.+~-]*")
+
+
 class AdminDecoder:
     """Turn admin reply bytes into :class:`AdminReply` objects.
 
@@ -320,8 +325,8 @@ class AdminDecoder:
 
     def expect(self, block: bool, *, bare: bool = False) -> None:
         """Announce the next reply: a block of lines (``block=True``) or one line; with
-        ``bare``, a line that may lack its ``OK`` (Perl's Gearman::Server answers
-        ``version`` with a bare ``v1.130.1``)."""
+        ``bare``, one line that may also be a bare version number without its ``OK``
+        (Perl's Gearman::Server answers ``version`` with ``v1.130.1``)."""
         self._expected.append((block, bare))
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[AdminReply]:
@@ -371,6 +376,6 @@ class AdminDecoder:
             return None
         if text == "OK" or text.startswith("OK "):
             return AdminReply(True, (text[3:],) if text[3:] else ())
-        if bare:
-            return AdminReply(True, (text,) if text else ())
+        if bare and _BARE_VERSION.fullmatch(text):
+            return AdminReply(True, (text,))
         raise ProtocolError(f"admin reply {text!r} is neither 'OK ...' nor 'ERR ...'")
