@@ -15,7 +15,7 @@ from islandora_job.config import ENV_RESULTS, ENV_SITE, settings, settings_env
 from islandora_job.gearman.protocol import AdminDecoder, AdminReply, ProtocolError
 from islandora_job.workers import gearman_cli_command
 
-from .conftest import PEERS, PHP, PEER_TIMEOUT, needs_php
+from .conftest import PEER_TIMEOUT, PEERS, PHP, needs_php
 
 FLOATS = [0.1, 2.5, 100.0, -0.0, 0.1 + 0.2, 1e20, 1.5e-7, 1e14, 1e15, 0.0001, 0.00001]
 FLOATS += [123456789012345678.0, math.pi, -2.75e-300, 1.7976931348623157e308]
@@ -90,7 +90,7 @@ def test_text_results_are_exact_and_json_ones_say_how_to_read_text() -> None:
     assert payload.decode_text_result(b"") == ""
     with pytest.raises(payload.PayloadError, match="not UTF-8"):
         payload.decode_text_result(b"\xff")
-    with pytest.raises(payload.PayloadError, match="too large|more than the maximum"):
+    with pytest.raises(payload.PayloadError, match="more than the maximum"):
         payload.decode_text_result(b"abc", max_size=2)
     for foreign in (b"Hello Danny", b""):
         with pytest.raises(payload.PayloadError, match=f"results='text' .{ENV_RESULTS}=text"):
@@ -131,7 +131,7 @@ def test_malformed_settings_name_the_variable(
 
 
 def test_malformed_configure_changes_nothing() -> None:
-    with pytest.raises(ValueError, match="'json'.*'text'"):
+    with pytest.raises(ValueError, match=r"'json'.*'text'"):
         islandora_job.configure(results="JSON")
     with pytest.raises(ValueError, match="NUL"):
         islandora_job.configure(site="a\0b")

@@ -1,9 +1,10 @@
 """Gearman worker: CAN_DO / GRAB_JOB_UNIQ / PRE_SLEEP loop over several servers.
 
-A server that refuses GRAB_JOB_UNIQ with ERROR (Perl's Gearman::Server has none) is asked
-with GRAB_JOB instead; one that refuses both cannot hand this worker jobs, and
-:meth:`GearmanWorker.work` raises :class:`GrabRefused` rather than idling. The client id is
-sent once a server has answered a grab, so a worker listed with it is one that takes jobs.
+On each connection the worker first grabs with no function registered (the server answers
+NO_JOB), and sends its CAN_DOs only then: a server that refuses GRAB_JOB_UNIQ with ERROR
+(Perl's Gearman::Server has none) is asked with GRAB_JOB instead, and one that refuses both
+cannot hand this worker jobs: :meth:`GearmanWorker.work` raises :class:`GrabRefused` rather
+than idling. So a worker that a server lists with its functions is one that takes jobs.
 
 One connection per server, all watched by one selector together with a wake-up pipe, so
 that :meth:`GearmanWorker.request_stop` (safe to call from a signal handler) ends an idle
@@ -119,6 +120,7 @@ class _Server:
         "host",
         "jobs",
         "port",
+        "probed",
         "probing",
         "ready",
         "retry_at",
@@ -140,8 +142,10 @@ class _Server:
         self.eager = True
         self.probing = False
         self.jobs = 0
-        # GRAB_JOB_UNIQ, or GRAB_JOB once the server refused it (kept across reconnects).
+        # GRAB_JOB_UNIQ, or GRAB_JOB once the server refused it (kept across reconnects);
+        # ``probed`` once the first grab of the connection, sent before any CAN_DO, is answered.
         self.grab = _GRAB
+        self.probed = False
         # True once gearmand answered after our CAN_DOs, i.e. it has registered them.
         self.ready = False
 
@@ -298,8 +302,10 @@ class GearmanWorker:
         self._count_timed()
 
     def _connected(self, server: _Server, conn: Connection) -> None:
-        # The client id goes out once a grab is answered (see _confirmed).
-        hello = [request(_T.CAN_DO, raw) for raw in self._handlers]
+        hello = []
+        if self.client_id is not None:
+            hello.append(request(_T.SET_CLIENT_ID, self.client_id.encode("utf-8")))
+        # The probe (see the module docstring): the CAN_DOs follow its answer.
         hello.append(server.grab)
         try:
             conn.finish_connect()
@@ -315,6 +321,7 @@ class GearmanWorker:
         server.probing = False
         server.eager = True
         server.ready = False
+        server.probed = False
         self._count_timed()
         log.debug("connected to gearmand at %s", server.address)
 
@@ -401,6 +408,9 @@ class GearmanWorker:
                 server.eager = True
             reply = self._run(conn, packet, legacy=server.grab is _GRAB_PLAIN)
             conn.send(reply if self._stop else reply + self._after_job(server))
+        elif kind is _T.NO_JOB and not server.probed:
+            server.probed = True
+            conn.send(b"".join(request(_T.CAN_DO, raw) for raw in self._handlers) + server.grab)
         elif kind is _T.NO_JOB:
             self._confirmed(server)
             if server.probing:
@@ -416,10 +426,10 @@ class GearmanWorker:
         elif kind is _T.ERROR:
             code = packet.args[0].decode("utf-8", "replace")
             message = packet.args[1].decode("utf-8", "replace")
-            if server.ready:
+            if server.probed:
                 log.warning("gearmand at %s reported %s: %s", server.address, code, message)
             elif server.grab is _GRAB:
-                # Nothing but the grab is answered before the server is ready: it has no
+                # An ERROR before the probe is answered refuses the probe: the server has no
                 # GRAB_JOB_UNIQ (Perl's Gearman::Server). Jobs then come without unique ids.
                 log.info(
                     "gearmand at %s refused GRAB_JOB_UNIQ (%s: %s); using GRAB_JOB",
@@ -460,8 +470,6 @@ class GearmanWorker:
         if not server.ready:
             server.ready = True
             server.delay = self.backoff_start
-            if self.client_id is not None and server.conn is not None:
-                server.conn.send(request(_T.SET_CLIENT_ID, self.client_id.encode("utf-8")))
 
     def _run(self, conn: Connection, packet: Packet, *, legacy: bool = False) -> bytes:
         """Run the job's handler and return the packet that reports its outcome; ``legacy``
