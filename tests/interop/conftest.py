@@ -10,7 +10,7 @@ import base64
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,7 +130,7 @@ class OriginalWorker:
 
 
 @pytest.fixture
-def original_worker(gearman_server: GearmanServer) -> Iterator[object]:
+def original_worker(gearman_server: GearmanServer) -> Iterator[Callable[..., OriginalWorker]]:
     """Start `gearman -w -f F ... -- php peers/router.php` for the given job functions."""
     started: list[subprocess.Popen[bytes]] = []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -12,7 +13,9 @@ import islandora_job
 from islandora_job.payload import PayloadError
 from pytest_islandora_job.servers.base import GearmanServer
 
-from .conftest import SITE, needs_gearman_tool, needs_php
+from .conftest import SITE, OriginalWorker, needs_gearman_tool, needs_php
+
+StartOriginal = Callable[..., OriginalWorker]
 
 pytestmark = [needs_php, needs_gearman_tool]
 
@@ -29,7 +32,7 @@ JOBS = (
 
 
 @pytest.fixture
-def php_jobs(original_worker, gearman_server: GearmanServer) -> None:
+def php_jobs(original_worker: StartOriginal) -> None:
     original_worker(*JOBS)
 
 
@@ -89,7 +92,9 @@ def test_a_batch_on_the_original_worker(gearman_server: GearmanServer, php_jobs:
         assert client.submit_batch(batch, timeout=15) is True
 
 
-def test_multisite_on_the_original_worker(gearman_server: GearmanServer, original_worker) -> None:
+def test_multisite_on_the_original_worker(
+    gearman_server: GearmanServer, original_worker: StartOriginal
+) -> None:
     original_worker(f"{SITE}_my_module_hello_world")
     with islandora_job.JobClient([gearman_server.address], results="text", site=SITE) as client:
         assert client.submit("my_module_hello_world", "Danny", timeout=15) == "Hello Danny"
@@ -97,7 +102,7 @@ def test_multisite_on_the_original_worker(gearman_server: GearmanServer, origina
         assert islandora_job.submit("my_module_hello_world", "Site", timeout=15) == "Hello Site"
 
 
-def test_cli_text_and_site(gearman_server: GearmanServer, original_worker) -> None:
+def test_cli_text_and_site(gearman_server: GearmanServer, original_worker: StartOriginal) -> None:
     original_worker(f"{SITE}_my_module_hello_world", "my_module_answer")
     base = [sys.executable, "-m", "islandora_job", "--servers", gearman_server.address]
     done = subprocess.run(

@@ -45,6 +45,20 @@ def do_normal(server: GearmanServer, job: str, args: list[object], **extra: obje
     return unbase64(report["result"])
 
 
+def job_status(server: GearmanServer, handle: str) -> list[object]:
+    """jobStatus through PHP: [known, running, numerator, denominator]."""
+    status = php({"server": server.address, "action": "status", "handle": handle})["status"]
+    assert isinstance(status, list), status
+    return status
+
+
+def results(report: dict[str, object]) -> list[bytes]:
+    """The completed results of a batch report."""
+    completed = report["completed"]
+    assert isinstance(completed, list), report
+    return [unbase64(r) for r in completed]
+
+
 def test_do_normal_gets_the_text_the_original_router_echoes(
     gearman_server: GearmanServer, interop_worker: WorkerPool
 ) -> None:
@@ -91,15 +105,15 @@ def test_do_background_then_job_status(
     handle = report["handle"]
     assert report["return_code"] == GEARMAN_SUCCESS
     assert isinstance(handle, str) and handle.startswith("H:"), report
-    status = php({"server": gearman_server.address, "action": "status", "handle": handle})
     # [known, running, numerator, denominator]
-    assert status["status"][:2] == [True, True], status
+    status = job_status(gearman_server, handle)
+    assert status[:2] == [True, True], status
     deadline = time.monotonic() + 15
-    while status["status"][0]:
+    while status[0]:
         assert time.monotonic() < deadline, f"{handle} still known: {status}"
         time.sleep(0.1)
-        status = php({"server": gearman_server.address, "action": "status", "handle": handle})
-    assert status["status"] == [False, False, 0, 0]
+        status = job_status(gearman_server, handle)
+    assert status == [False, False, 0, 0]
 
 
 def test_add_task_run_tasks(gearman_server: GearmanServer, interop_worker: WorkerPool) -> None:
@@ -112,7 +126,7 @@ def test_add_task_run_tasks(gearman_server: GearmanServer, interop_worker: Worke
     )
     assert report["ok"] is True, report
     assert report["failed"] == []
-    assert sorted(unbase64(r) for r in report["completed"]) == [b"42", b"Hello A", b"Hello B"]
+    assert sorted(results(report)) == [b"42", b"Hello A", b"Hello B"]
 
 
 def test_run_tasks_with_a_failing_job_ends(
@@ -126,7 +140,7 @@ def test_run_tasks_with_a_failing_job_ends(
         }
     )
     assert report["failed"] == ["interop_fail"], report
-    assert [unbase64(r) for r in report["completed"]] == [b"Hello A"]
+    assert results(report) == [b"Hello A"]
 
 
 def test_multisite_function_names(gearman_server: GearmanServer, site_worker: str) -> None:

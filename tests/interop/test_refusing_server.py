@@ -61,7 +61,9 @@ def refusing_server() -> Iterator[tuple[str, list[PacketType]]]:
     listener.close()
 
 
-def test_worker_falls_back_to_grab_job_then_refuses_to_idle(refusing_server) -> None:
+def test_worker_falls_back_to_grab_job_then_refuses_to_idle(
+    refusing_server: tuple[str, list[PacketType]],
+) -> None:
     address, seen = refusing_server
     with GearmanWorker([address], "refused") as worker:
         worker.register("f", lambda job: b"")
@@ -71,7 +73,9 @@ def test_worker_falls_back_to_grab_job_then_refuses_to_idle(refusing_server) -> 
     assert seen == [PacketType.SET_CLIENT_ID, PacketType.GRAB_JOB_UNIQ, PacketType.GRAB_JOB]
 
 
-def test_cli_worker_exits_non_zero(refusing_server, tmp_path: Path) -> None:
+def test_cli_worker_exits_non_zero(
+    refusing_server: tuple[str, list[PacketType]], tmp_path: Path
+) -> None:
     address, _ = refusing_server
     done = subprocess.run(
         [
@@ -92,7 +96,7 @@ def test_cli_worker_exits_non_zero(refusing_server, tmp_path: Path) -> None:
     assert "cannot hand jobs to this worker" in done.stderr
 
 
-def test_start_worker_fails(refusing_server, tmp_path: Path) -> None:
+def test_start_worker_fails(refusing_server: tuple[str, list[PacketType]], tmp_path: Path) -> None:
     address, _ = refusing_server
     with (
         islandora_job.configured(
