@@ -162,7 +162,10 @@ class JobClient:
         self._client: GearmanClient | None = None
 
     def __repr__(self) -> str:
-        return f"JobClient(servers={list(self.servers)!r}, results={self.results!r}, site={self.site!r})"
+        return (
+            f"JobClient(servers={list(self.servers)!r}, results={self.results!r}, "
+            f"site={self.site!r})"
+        )
 
     def __enter__(self) -> JobClient:
         return self

@@ -121,9 +121,7 @@ def _submit(args: argparse.Namespace) -> int:
         print(api.submit_background(args.job, *args.args))
     elif args.text or settings().results == "text":
         with api.JobClient(results="text") as client:
-            result = client.submit(args.job, *args.args, timeout=args.timeout)
-        assert isinstance(result, str)
-        print(result)
+            print(client.submit(args.job, *args.args, timeout=args.timeout))
     else:
         _print_json(api.submit(args.job, *args.args, timeout=args.timeout))
     return 0

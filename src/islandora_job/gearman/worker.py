@@ -403,6 +403,11 @@ class GearmanWorker:
     def _handle(self, server: _Server, conn: Connection, packet: Packet) -> None:
         kind = packet.type
         if kind is _T.JOB_ASSIGN_UNIQ or kind is _T.JOB_ASSIGN:
+            if not server.probed:
+                # A function registered while the probe was out was sent at once and got
+                # the probe a job: the others still need their CAN_DOs.
+                server.probed = True
+                conn.send(self._abilities())
             self._confirmed(server)
             if server.probing:
                 server.eager = True
@@ -410,7 +415,7 @@ class GearmanWorker:
             conn.send(reply if self._stop else reply + self._after_job(server))
         elif kind is _T.NO_JOB and not server.probed:
             server.probed = True
-            conn.send(b"".join(request(_T.CAN_DO, raw) for raw in self._handlers) + server.grab)
+            conn.send(self._abilities() + server.grab)
         elif kind is _T.NO_JOB:
             self._confirmed(server)
             if server.probing:
@@ -447,6 +452,9 @@ class GearmanWorker:
                 )
         else:
             raise ProtocolError(f"unexpected {kind.name} from gearmand at {server.address}")
+
+    def _abilities(self) -> bytes:
+        return b"".join(request(_T.CAN_DO, raw) for raw in self._handlers)
 
     def _after_job(self, server: _Server) -> bytes:
         """What to send with a job's result: GRAB_JOB_UNIQ, or PRE_SLEEP straight away.
