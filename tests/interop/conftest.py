@@ -10,6 +10,7 @@ import base64
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,8 +158,6 @@ def wait_for_functions(
     address: str, functions: tuple[str, ...] | list[str], process: subprocess.Popen[bytes]
 ) -> None:
     """Wait until the server counts a worker for every function; fail if the process exits."""
-    import time
-
     deadline = time.monotonic() + PEER_TIMEOUT
     while True:
         assert process.poll() is None, f"the worker exited with {process.returncode}"
@@ -188,8 +187,6 @@ class PerlGearmand:
 @pytest.fixture(scope="session")
 def perl_gearmand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PerlGearmand]:
     """Perl's Gearman::Server (/usr/bin/gearmand) on a free loopback port, for the session."""
-    import time
-
     port = claim_port()
     log_path = tmp_path_factory.mktemp("perl-gearmand") / "gearmand.log"
     with log_path.open("wb") as log:
