@@ -4,7 +4,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-APT_PACKAGES := gearman-job-server gearman-tools mariadb-server mariadb-client postgresql-15
+APT_PACKAGES := gearman-job-server gearman-tools mariadb-server mariadb-client postgresql-15 \
+	php-cli php-gearman libgearman-client-perl gearman-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?= -n 2
 

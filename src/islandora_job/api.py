@@ -17,7 +17,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from islandora_job import config, payload
-from islandora_job.config import Settings, parse_max_payload, parse_servers
+from islandora_job.config import (
+    Settings,
+    parse_max_payload,
+    parse_results,
+    parse_servers,
+    parse_site,
+)
 from islandora_job.gearman.admin import AdminError, GearmanAdmin
 from islandora_job.gearman.client import (
     GearmanClient,
@@ -190,7 +196,12 @@ class JobClient:
     """Submits jobs to a list of gearmand servers.
 
     Its settings are `settings` when given, else those in force when it is made
-    (`islandora_job.settings()`, resolved once); `servers` and `max_payload` override theirs.
+    (`islandora_job.settings()`, resolved once); `servers`, `max_payload`, `results` and
+    `site` override theirs. results: "json" (the default: our worker answers with JSON,
+    decoded here) or "text" (the raw result, as a str, of a worker that is not ours, such
+    as the original module's router); site: the multisite prefix of the Gearman functions
+    ("" for none).
+
     Not safe to share between threads: give each thread its own (the module-level
     functions do). Closes its connection on close() or at the end of a `with` block.
     """
@@ -202,21 +213,27 @@ class JobClient:
         settings: Settings | None = None,
         connect_timeout: float = 5.0,
         max_payload: int | None = None,
+        results: str | None = None,
+        site: str | None = None,
     ) -> None:
         """Bind to servers ("host:port" list or comma-separated string); ValueError if a
-        server or the payload limit is malformed."""
+        setting is malformed."""
         resolved = config.settings() if settings is None else settings
-        if servers is not None or max_payload is not None:
+        if any(v is not None for v in (servers, max_payload, results, site)):
             resolved = dataclasses.replace(
                 resolved,
                 servers=resolved.servers if servers is None else parse_servers(servers),
                 max_payload=(
                     resolved.max_payload if max_payload is None else parse_max_payload(max_payload)
                 ),
+                results=resolved.results if results is None else parse_results(results),
+                site=resolved.site if site is None else parse_site(site) or None,
             )
         self.settings = resolved
-        self.servers = self.settings.servers
-        self.max_payload = self.settings.max_payload
+        self.servers = resolved.servers
+        self.max_payload = resolved.max_payload
+        self.results = resolved.results
+        self.site = resolved.site
         # Connects on first use; it drops a connection whose server is lost, and remembers
         # which servers hung and which created each background handle.
         self._gearman = GearmanClient(
@@ -227,7 +244,10 @@ class JobClient:
         )
 
     def __repr__(self) -> str:
-        return f"JobClient(servers={list(self.servers)!r})"
+        return (
+            f"JobClient(servers={list(self.servers)!r}, results={self.results!r}, "
+            f"site={self.site!r})"
+        )
 
     def __enter__(self) -> JobClient:
         return self
@@ -240,11 +260,19 @@ class JobClient:
         self._gearman.close()
 
     def _encode(self, job_name: str, args: Sequence[object]) -> bytes:
-        return payload.encode(job_name, args, max_size=self.max_payload)
+        # In text mode our worker must answer as the original router would: no JSON asked.
+        return payload.encode(
+            job_name, args, max_size=self.max_payload, json_result=self.results == "json"
+        )
+
+    def _function(self, job_name: str) -> str:
+        return payload.gearman_function(job_name, self.site)
 
     def _decode(self, job_name: str, result: JobResult) -> object:
         if not result.ok:
             raise _failure(job_name, result)
+        if self.results == "text":
+            return payload.decode_text_result(result.data, max_size=self.max_payload)
         return payload.decode_result(result.data, max_size=self.max_payload)
 
     def _outcome(self, job_name: str, result: JobResult) -> object:
@@ -256,7 +284,9 @@ class JobClient:
     def _timed_out(self, job_names: Iterable[str], timeout: float | None) -> JobTimeout:
         names = list(dict.fromkeys(job_names))
         # Within the slack a timeout allows, even when a server hangs.
-        status = queue_status(self.servers, names, timeout=_STATUS_BUDGET)
+        status = queue_status(
+            self.servers, [self._function(name) for name in names], timeout=_STATUS_BUDGET
+        )
         return JobTimeout(", ".join(names), timeout, status)
 
     def submit(
@@ -268,7 +298,7 @@ class JobClient:
         unique: str | None = None,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> object:
-        """Run a job in the foreground and return its decoded result.
+        """Run a job in the foreground and return its decoded result (a str in text mode).
 
         ``priority`` is "high", "normal" or "low"; ``unique`` an id gearmand coalesces
         jobs of one function by (see `unique_id`); ``on_progress(numerator,
@@ -282,7 +312,7 @@ class JobClient:
         job = Job(job_name, self._encode(job_name, args), unique, _priority(priority))
         try:
             result = self._gearman.submit(
-                job.function,
+                self._function(job.function),
                 job.data,
                 unique=job.unique,
                 priority=job.priority,
@@ -305,7 +335,7 @@ class JobClient:
         """
         data = self._encode(job_name, args)
         return self._gearman.submit_background(
-            job_name, data, unique=unique, priority=_priority(priority)
+            self._function(job_name), data, unique=unique, priority=_priority(priority)
         )
 
     def run_batch(
@@ -337,7 +367,11 @@ class JobClient:
                 on_complete(index, outcome)
 
         try:
-            self._gearman.submit_many(jobs, timeout=timeout, on_end=ended)
+            self._gearman.submit_many(
+                [job._replace(function=self._function(job.function)) for job in jobs],
+                timeout=timeout,
+                on_end=ended,
+            )
         except GearmanTimeout:
             raise self._timed_out((job.function for job in jobs), timeout) from None
         return [outcomes[index] for index in range(len(jobs))]

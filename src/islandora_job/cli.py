@@ -15,7 +15,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from islandora_job import api, queue, workers
-from islandora_job.config import ENV_MODULES, ENV_SERVERS, configure, restore, settings
+from islandora_job.config import (
+    ENV_MODULES,
+    ENV_SERVERS,
+    ENV_SITE,
+    configure,
+    restore,
+    settings,
+)
 from islandora_job.gearman.admin import AdminError, GearmanAdmin
 from islandora_job.gearman.client import ServerError
 from islandora_job.gearman.protocol import ProtocolError
@@ -101,11 +108,20 @@ def _submit_arguments(parser: argparse.ArgumentParser) -> None:
         "--background", action="store_true", help="queue the job and print its handle"
     )
     parser.add_argument("--timeout", type=_seconds, help="give up after this many seconds")
+    parser.add_argument(
+        "--text",
+        action="store_true",
+        help="print the raw result of a worker that is not ours (the original module's "
+        "router echoes text), not JSON",
+    )
 
 
 def _submit(args: argparse.Namespace) -> int:
     if args.background:
         print(api.submit_background(args.job, *args.args))
+    elif args.text or settings().results == "text":
+        with api.JobClient(results="text") as client:
+            print(client.submit(args.job, *args.args, timeout=args.timeout))
     else:
         _print_json(api.submit(args.job, *args.args, timeout=args.timeout))
     return 0
@@ -297,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--modules", help=f"comma-separated job module import paths (default: {ENV_MODULES})"
     )
+    parser.add_argument(
+        "--site",
+        help="multisite prefix: jobs go on the Gearman functions SITE_<job> "
+        f"(default: {ENV_SITE}; '' for none)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
@@ -319,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.command)
     try:
-        previous = configure(servers=args.servers, modules=args.modules)
+        previous = configure(servers=args.servers, modules=args.modules, site=args.site)
     except ValueError as exc:
         parser.error(str(exc))
     try:

@@ -1,4 +1,4 @@
-"""Settings of the job library: servers, temp dir, job modules, payload limit.
+"""Settings of the job library: servers, temp dir, job modules, payload limit, results, site.
 
 Each setting comes from an explicit `configure()` call if one was made, else from its
 environment variable, else from a default. `settings()` resolves them on every call, so
@@ -21,9 +21,14 @@ ENV_SERVERS = "ISLANDORA_JOB_SERVERS"
 ENV_TEMP_DIR = "ISLANDORA_JOB_TEMP_DIR"
 ENV_MODULES = "ISLANDORA_JOB_MODULES"
 ENV_MAX_PAYLOAD = "ISLANDORA_JOB_MAX_PAYLOAD"
+ENV_RESULTS = "ISLANDORA_JOB_RESULTS"
+ENV_SITE = "ISLANDORA_JOB_SITE"
 
 DEFAULT_SERVERS = (f"127.0.0.1:{DEFAULT_PORT}",)
 DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
+# How the client reads results: "json" (our worker's JSON, the default) or "text" (the raw
+# text a worker that is not ours echoes, returned as str).
+RESULTS = ("json", "text")
 
 T = TypeVar("T")
 
@@ -34,13 +39,16 @@ class Settings:
 
     servers: normalised "host:port" strings; temp_dir: where pidfiles and worker logs go;
     modules: import paths of job modules (besides the entry points); max_payload: the
-    largest payload, in bytes, that is sent or accepted.
+    largest payload, in bytes, that is sent or accepted; results: how clients read results
+    ("json" or "text"); site: the multisite prefix of Gearman function names (None: none).
     """
 
     servers: tuple[str, ...]
     temp_dir: Path
     modules: tuple[str, ...]
     max_payload: int
+    results: str = "json"
+    site: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +59,15 @@ class Overrides:
     temp_dir: Path | None = None
     modules: tuple[str, ...] | None = None
     max_payload: int | None = None
+    results: str | None = None
+    # "" is an explicit "no site", beating the environment.
+    site: str | None = None
 
 
 _overrides = Overrides()
 _layers: list[tuple[object, Overrides]] = []
 _layered = Overrides()  # every layer merged, the newest winning
-_ENV_NAMES = (ENV_SERVERS, ENV_TEMP_DIR, ENV_MODULES, ENV_MAX_PAYLOAD)
+_ENV_NAMES = (ENV_SERVERS, ENV_TEMP_DIR, ENV_MODULES, ENV_MAX_PAYLOAD, ENV_RESULTS, ENV_SITE)
 _cached: tuple[tuple[object, ...], Settings] | None = None
 
 
@@ -106,6 +117,28 @@ def parse_max_payload(value: str | int) -> int:
     return size
 
 
+def parse_results(value: str) -> str:
+    """Check a results mode ("json" or "text"); ValueError naming the choices otherwise."""
+    if value not in RESULTS:
+        raise ValueError(
+            f"unknown results mode {value!r}: give 'json' (our worker's JSON results, the "
+            "default) or 'text' (the raw text a worker that is not ours echoes)"
+        )
+    return value
+
+
+def parse_site(value: str) -> str:
+    """Check a multisite prefix ("" for none); ValueError when Gearman cannot carry it."""
+    if not isinstance(value, str):
+        raise ValueError(f"a site must be a str, not {type(value).__name__}")
+    if "\0" in value or any(c.isspace() for c in value):
+        raise ValueError(
+            f"site {value!r} holds whitespace or a NUL byte, which Gearman function names "
+            "cannot carry in the admin protocol: give a bare prefix such as 'site1'"
+        )
+    return value
+
+
 def _from_env(name: str, parse: Callable[[str], T], default: T, env: Mapping[str, str]) -> T:
     """The parsed value of environment variable ``name``, or ``default`` when unset or empty;
     ValueError naming the variable when malformed."""
@@ -129,6 +162,8 @@ def _over(low: Overrides, high: Overrides) -> Overrides:
         temp_dir=_pick(high.temp_dir, low.temp_dir),
         modules=_pick(high.modules, low.modules),
         max_payload=_pick(high.max_payload, low.max_payload),
+        results=_pick(high.results, low.results),
+        site=_pick(high.site, low.site),
     )
 
 
@@ -161,6 +196,10 @@ def settings() -> Settings:
             if o.max_payload is not None
             else _from_env(ENV_MAX_PAYLOAD, parse_max_payload, DEFAULT_MAX_PAYLOAD, env)
         ),
+        results=o.results
+        if o.results is not None
+        else _from_env(ENV_RESULTS, parse_results, "json", env),
+        site=(o.site if o.site is not None else _from_env(ENV_SITE, parse_site, "", env)) or None,
     )
     _cached = (key, resolved)
     return resolved
@@ -172,15 +211,19 @@ def configure(
     temp_dir: str | os.PathLike[str] | None = None,
     modules: str | Iterable[str] | None = None,
     max_payload: int | None = None,
+    results: str | None = None,
+    site: str | None = None,
 ) -> Overrides:
-    """Set settings in code; None leaves a setting as it is.
+    """Set settings in code; None leaves a setting as it is (site "" sets "no site").
 
     Returns the overrides in force before the call: pass them to `restore()` to undo it.
     Raises ValueError (nothing changed) when a value is malformed.
     """
     global _overrides
     previous = _overrides
-    _overrides = _over(previous, _overrides_of(servers, temp_dir, modules, max_payload))
+    _overrides = _over(
+        previous, _overrides_of(servers, temp_dir, modules, max_payload, results, site)
+    )
     return previous
 
 
@@ -197,6 +240,8 @@ def settings_env(resolved: Settings) -> dict[str, str]:
         ENV_TEMP_DIR: str(resolved.temp_dir),
         ENV_MODULES: ",".join(resolved.modules),
         ENV_MAX_PAYLOAD: str(resolved.max_payload),
+        ENV_RESULTS: resolved.results,
+        ENV_SITE: resolved.site or "",
     }
 
 
@@ -207,10 +252,17 @@ def configured(
     temp_dir: str | os.PathLike[str] | None = None,
     modules: str | Iterable[str] | None = None,
     max_payload: int | None = None,
+    results: str | None = None,
+    site: str | None = None,
 ) -> Iterator[Settings]:
     """`configure()` for the duration of a with block; yields the settings then in force."""
     previous = configure(
-        servers=servers, temp_dir=temp_dir, modules=modules, max_payload=max_payload
+        servers=servers,
+        temp_dir=temp_dir,
+        modules=modules,
+        max_payload=max_payload,
+        results=results,
+        site=site,
     )
     try:
         yield settings()
@@ -223,6 +275,8 @@ def _overrides_of(
     temp_dir: str | os.PathLike[str] | None = None,
     modules: str | Iterable[str] | None = None,
     max_payload: int | None = None,
+    results: str | None = None,
+    site: str | None = None,
 ) -> Overrides:
     """Parse settings given in code; ValueError when one is malformed."""
     return Overrides(
@@ -230,6 +284,8 @@ def _overrides_of(
         temp_dir=None if temp_dir is None else Path(temp_dir).absolute(),
         modules=None if modules is None else _parse_modules(modules),
         max_payload=None if max_payload is None else parse_max_payload(max_payload),
+        results=None if results is None else parse_results(results),
+        site=None if site is None else parse_site(site),
     )
 
 

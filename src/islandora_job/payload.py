@@ -1,20 +1,28 @@
-"""The wire format, as in the original module: JSON in, JSON out, never pickle.
+"""The wire format, as in the original module: JSON in, never pickle.
 
 A job's payload is the JSON object {"func": job_name, "args": [...]} sent on the Gearman
-function named after the job; its result is the JSON of the returned value; a failure is
-{"type": "ValueError", "message": "..."}.
+function named after the job (`{site}_{job}` on a multisite install); a failure is
+{"type": "ValueError", "message": "..."}. Results: the original's router echoes the job's
+return value as text, and so does our worker for any client; our own client adds
+`"result": "json"` to the payload, and our worker then answers with the JSON of the value.
 
-The codec is pure: the size limit is an argument (16 MiB unless given), never looked up;
-callers pass the limit of the settings they were handed.
+The codec is pure: limits and modes are arguments (the size limit is 16 MiB unless given),
+never looked up; callers pass those of the settings they were handed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 
-from islandora_job.config import DEFAULT_MAX_PAYLOAD, ENV_MAX_PAYLOAD
+from islandora_job.config import DEFAULT_MAX_PAYLOAD, ENV_MAX_PAYLOAD, ENV_RESULTS
+
+# The payload key by which our client asks our worker for a JSON result (the original
+# module's router ignores keys it does not know).
+RESULT_KEY = "result"
+RESULT_JSON = "json"
 
 
 class PayloadError(ValueError):
@@ -42,6 +50,11 @@ def check_job_name(job_name: object) -> str:
     return job_name
 
 
+def gearman_function(job_name: str, site: str | None) -> str:
+    """The Gearman function of a job: the job name, prefixed `{site}_` on a multisite install."""
+    return f"{site}_{job_name}" if site else job_name
+
+
 def _too_large(what: str, size: int, limit: int) -> PayloadError:
     return PayloadError(
         f"{what} is {size} bytes, more than the maximum of {limit}: send smaller arguments "
@@ -58,15 +71,24 @@ def _dumps(value: object) -> bytes:
     return _ENCODER.encode(value).encode()
 
 
-def encode(job_name: str, args: Sequence[object], *, max_size: int = DEFAULT_MAX_PAYLOAD) -> bytes:
-    """Encode a job's payload.
+def encode(
+    job_name: str,
+    args: Sequence[object],
+    *,
+    max_size: int = DEFAULT_MAX_PAYLOAD,
+    json_result: bool = False,
+) -> bytes:
+    """Encode a job's payload; with json_result, ask our worker for a JSON result.
 
     Raises TypeError when an argument cannot be encoded as JSON (serialize it first),
     ValueError for a bad job name and PayloadError when the payload is over the maximum size.
     """
     check_job_name(job_name)
     try:
-        data = _dumps({"func": job_name, "args": list(args)})
+        obj: dict[str, object] = {"func": job_name, "args": list(args)}
+        if json_result:
+            obj[RESULT_KEY] = RESULT_JSON
+        data = _dumps(obj)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"the arguments of job {job_name!r} cannot be encoded as JSON ({exc}): serialize "
@@ -95,11 +117,24 @@ def _load_json(data: bytes, what: str, limit: int) -> object:
 def decode(
     data: bytes, expected_function: str | None, *, max_size: int = DEFAULT_MAX_PAYLOAD
 ) -> tuple[str, list[object]]:
-    """Decode a payload into (job name, args).
+    """Decode a payload into (job name, args); raises like `decode_job`."""
+    name, args, _ = decode_job(data, expected_function, max_size=max_size)
+    return name, args
 
-    expected_function is the Gearman function the payload arrived on (None: not known).
-    Raises PayloadError when the bytes are empty, too large, not UTF-8, not JSON, not
-    {"func": str, "args": list}, or name a job other than expected_function.
+
+def decode_job(
+    data: bytes,
+    expected_function: str | None,
+    *,
+    max_size: int = DEFAULT_MAX_PAYLOAD,
+    site: str | None = None,
+) -> tuple[str, list[object], bool]:
+    """Decode a payload into (job name, args, whether the client wants a JSON result).
+
+    expected_function is the Gearman function the payload arrived on (None: not known);
+    with a site it is `{site}_{job}`. Raises PayloadError when the bytes are empty, too
+    large, not UTF-8, not JSON, not {"func": str, "args": list}, or name a job other than
+    that of expected_function.
     """
     obj = _load_json(data, "the payload", max_size)
     shape = 'expected {"func": "job name", "args": [...]}'
@@ -110,12 +145,13 @@ def decode(
         raise PayloadError(f'the payload has no job name in "func": {shape}')
     if not isinstance(args, list):
         raise PayloadError(f'the payload of job {func!r} has no list in "args": {shape}')
-    if expected_function is not None and func != expected_function:
+    if expected_function is not None and gearman_function(func, site) != expected_function:
+        where = f"the function {site}_<job> of site {site!r}" if site else "the function"
         raise PayloadError(
             f"the payload names job {func!r} but was sent on function {expected_function!r}: "
-            "submit each job on the function of the same name"
+            f"submit each job on {where} of the same name"
         )
-    return func, args
+    return func, args, obj.get(RESULT_KEY) == RESULT_JSON
 
 
 def encode_result(value: object) -> bytes:
@@ -129,9 +165,77 @@ def encode_result(value: object) -> bytes:
         ) from None
 
 
+def php_float(value: float) -> str:
+    """A float as PHP's echo prints it (precision 14): 2.5, 100, 0.3, 1.0E+20, 1.5E-7, INF."""
+    if math.isnan(value):
+        return "NAN"
+    if math.isinf(value):
+        return "INF" if value > 0 else "-INF"
+    # PHP switches to scientific notation where C's %G does: exponent < -4 or >= precision.
+    text = f"{value:.14G}"
+    mantissa, e, exponent = text.partition("E")
+    if not e:
+        return text
+    if "." not in mantissa:
+        mantissa += ".0"
+    return f"{mantissa}E{exponent[0]}{int(exponent[1:])}"
+
+
+def encode_text_result(value: object) -> bytes:
+    """Encode a job's return value as the original router echoes it, for clients not ours.
+
+    str as UTF-8, None empty, bytes as they are, bool as PHP prints it ("1" / ""), int and
+    float as PHP prints them, lists and dicts (which PHP cannot echo) as JSON text. Raises
+    TypeError for a value that is none of these.
+    """
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise TypeError(f"the job returned text that is not valid Unicode ({exc})") from None
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, bool):
+        return b"1" if value else b""
+    if isinstance(value, int):
+        return str(value).encode()
+    if isinstance(value, float):
+        return php_float(value).encode()
+    return encode_result(value)
+
+
+_TEXT_HINT = (
+    "a worker that is not ours (the original module's router) answers with the text it "
+    f"echoes: read it with results='text' ({ENV_RESULTS}=text, islandora-job submit --text)"
+)
+
+
 def decode_result(data: bytes, *, max_size: int = DEFAULT_MAX_PAYLOAD) -> object:
-    """Decode a job's result; PayloadError when it is not JSON or over ``max_size``."""
-    return _load_json(data, "the job's result", max_size)
+    """Decode a job's JSON result; PayloadError (saying how to read text) when it is not JSON
+    or over ``max_size``."""
+    try:
+        return _load_json(data, "the job's result", max_size)
+    except PayloadError as exc:
+        if len(data) > max_size:
+            raise
+        raise PayloadError(f"{exc}; {_TEXT_HINT}") from None
+
+
+def decode_text_result(data: bytes, *, max_size: int = DEFAULT_MAX_PAYLOAD) -> str:
+    """A job's raw result as text, exactly ("" when empty); PayloadError when it is over
+    the maximum size or not UTF-8."""
+    limit = max_size
+    if len(data) > limit:
+        raise _too_large("the job's result", len(data), limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(
+            f"the job's result is not UTF-8 text ({exc}): read raw bytes with "
+            "islandora_job.gearman.GearmanClient"
+        ) from None
 
 
 def encode_failure(exc: BaseException) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Generator
 from pathlib import Path
@@ -14,6 +13,7 @@ from pytest_islandora_job import config as options
 from pytest_islandora_job import factories, ports, processes
 from pytest_islandora_job.cluster import GearmanCluster
 from pytest_islandora_job.leftovers import LEFTOVERS
+from pytest_islandora_job.readiness import ServerStartError
 from pytest_islandora_job.servers.base import GearmanServer, tail
 from pytest_islandora_job.workerpool import WorkerPool
 
@@ -58,8 +58,11 @@ class Sweeper:
 
 
 def _gearmand_version(exe: str) -> str:
-    found = shutil.which(exe)
-    if found is None:
+    from pytest_islandora_job.servers.process import resolve_gearmand
+
+    try:
+        found = resolve_gearmand(exe)
+    except ServerStartError:
         return f"{exe} (not found)"
     try:
         out = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=5)

@@ -6,7 +6,6 @@ servers with the plugin's launcher, for tests that kill or restart them.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import threading
@@ -24,7 +23,8 @@ from pytest_islandora_job.ports import claim_port, release
 from pytest_islandora_job.servers import make_servers
 from pytest_islandora_job.servers.process import ProcessGearmanServer as Gearmand
 
-GEARMAND = shutil.which("gearmand") or "/usr/sbin/gearmand"
+# The plugin's default: which("gearmand") may find Perl's Gearman::Server in /usr/bin.
+GEARMAND = "/usr/sbin/gearmand"
 
 
 @pytest.fixture(scope="session")

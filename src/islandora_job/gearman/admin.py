@@ -88,7 +88,7 @@ class GearmanAdmin:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _command(self, line: str, block: bool) -> AdminReply:
+    def _command(self, line: str, block: bool, *, bare: bool = False) -> AdminReply:
         data = admin_command(line)
         if self._conn is None or self._conn.closed:
             self._decoder = AdminDecoder()
@@ -96,7 +96,7 @@ class GearmanAdmin:
                 self.host, self.port, self.timeout, self.timeout, decoder=self._decoder
             )
         assert self._decoder is not None
-        self._decoder.expect(block)
+        self._decoder.expect(block, bare=bare)
         try:
             self._conn.send(data)
             reply: AdminReply = self._conn.read_packet()
@@ -115,8 +115,10 @@ class GearmanAdmin:
         return reply.lines[0] if reply.lines else ""
 
     def version(self) -> str:
-        """The server's version string, e.g. ``1.1.20``."""
-        return self._value("version")
+        """The server's version string, e.g. ``1.1.20`` (gearmand) or ``v1.130.1`` (Perl's
+        Gearman::Server, which answers with the bare version, without ``OK``)."""
+        reply = self._command("version", block=False, bare=True)
+        return reply.lines[0] if reply.lines else ""
 
     def getpid(self) -> int:
         """The server's process id."""

@@ -10,6 +10,7 @@ block of lines ended by a line holding a single ``.``; gearmand ends lines with 
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from collections import deque
 from dataclasses import dataclass
@@ -301,6 +302,10 @@ class AdminReply:
     lines: tuple[str, ...]
 
 
+# A version number as a server may send it without "OK": 1.1.20, v1.130.1, 1.1.20+ds.
+_BARE_VERSION = re.compile(r"v?\d+(?:\.\d+)*[\w.+~-]*")
+
+
 class AdminDecoder:
     """Turn admin reply bytes into :class:`AdminReply` objects.
 
@@ -313,13 +318,16 @@ class AdminDecoder:
 
     def __init__(self, max_size: int = MAX_PACKET_SIZE) -> None:
         self._buffer = bytearray()
-        self._expected: deque[bool] = deque()
+        # Per command outstanding: (block, bare), see expect().
+        self._expected: deque[tuple[bool, bool]] = deque()
         self._block: list[str] | None = None
         self._max_size = max_size
 
-    def expect(self, block: bool) -> None:
-        """Announce the next reply: a block of lines (``block=True``) or one line."""
-        self._expected.append(block)
+    def expect(self, block: bool, *, bare: bool = False) -> None:
+        """Announce the next reply: a block of lines (``block=True``) or one line; with
+        ``bare``, one line that may also be a bare version number without its ``OK``
+        (Perl's Gearman::Server answers ``version`` with ``v1.130.1``)."""
+        self._expected.append((block, bare))
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[AdminReply]:
         """Add bytes; return the replies they complete.
@@ -358,7 +366,7 @@ class AdminDecoder:
             return None
         if not self._expected:
             raise ProtocolError(f"admin reply {text!r} arrived with no command outstanding")
-        block = self._expected.popleft()
+        block, bare = self._expected.popleft()
         if text == "ERR" or text.startswith("ERR "):
             return AdminReply(False, tuple(text[4:].split(" ", 1)) if text[4:] else ())
         if block:
@@ -368,4 +376,6 @@ class AdminDecoder:
             return None
         if text == "OK" or text.startswith("OK "):
             return AdminReply(True, (text[3:],) if text[3:] else ())
+        if bare and _BARE_VERSION.fullmatch(text):
+            return AdminReply(True, (text,))
         raise ProtocolError(f"admin reply {text!r} is neither 'OK ...' nor 'ERR ...'")

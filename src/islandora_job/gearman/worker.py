@@ -1,5 +1,11 @@
 """Gearman worker: CAN_DO / GRAB_JOB_UNIQ / PRE_SLEEP loop over several servers.
 
+On each connection the worker first grabs with no function registered (the server answers
+NO_JOB), and sends its CAN_DOs only then: a server that refuses GRAB_JOB_UNIQ with ERROR
+(Perl's Gearman::Server has none) is asked with GRAB_JOB instead, and one that refuses both
+cannot hand this worker jobs: :meth:`GearmanWorker.work` raises :class:`GrabRefused` rather
+than idling. So a worker that a server lists with its functions is one that takes jobs.
+
 One connection per server, all watched by one selector together with a wake-up pipe, so
 that :meth:`GearmanWorker.request_stop` (safe to call from a signal handler) ends an idle
 wait at once while a running job still finishes and sends its result. A lost server is
@@ -11,7 +17,9 @@ ERROR JOB_NOT_FOUND, so the worker never sends both. To clients that did not ask
 exceptions gearmand 1.1.20 forwards a WORK_FAIL whose handle carries a stray NUL byte;
 libgearman clients (the C ``gearman`` tool among them) never match it and wait forever.
 A worker serving such clients is made with ``exceptions=False``: a failure with data is
-then sent as WORK_WARNING(data) followed by WORK_FAIL.
+then sent as WORK_WARNING(data) followed by WORK_FAIL. To a server without GRAB_JOB_UNIQ
+(Perl's), which has no WORK_WARNING and ends a job on WORK_FAIL only, a failure with data
+goes as WORK_EXCEPTION(data) followed by WORK_FAIL.
 """
 
 from __future__ import annotations
@@ -26,12 +34,13 @@ from collections.abc import Callable, Sequence
 from .connection import Connection, ServerUnavailable, parse_address
 from .protocol import Packet, PacketType, ProtocolError, request
 
-__all__ = ["GearmanWorker", "WorkFailure", "WorkerJob"]
+__all__ = ["GearmanWorker", "GrabRefused", "WorkFailure", "WorkerJob"]
 
 log = logging.getLogger(__name__)
 
 _T = PacketType
 _GRAB = request(_T.GRAB_JOB_UNIQ)
+_GRAB_PLAIN = request(_T.GRAB_JOB)
 _PRE_SLEEP = request(_T.PRE_SLEEP)
 # Seconds to wait for gearmand to close its side after the worker's last result.
 _CLOSE_LINGER = 1.0
@@ -47,6 +56,10 @@ class WorkFailure(Exception):
     def __init__(self, data: bytes | None = None) -> None:
         super().__init__(data)
         self.data = data
+
+
+class GrabRefused(OSError):
+    """A server refused both GRAB_JOB_UNIQ and GRAB_JOB: it cannot hand this worker jobs."""
 
 
 class WorkerJob:
@@ -103,9 +116,11 @@ class _Server:
         "conn",
         "delay",
         "eager",
+        "grab",
         "host",
         "jobs",
         "port",
+        "probed",
         "probing",
         "ready",
         "retry_at",
@@ -127,6 +142,10 @@ class _Server:
         self.eager = True
         self.probing = False
         self.jobs = 0
+        # GRAB_JOB_UNIQ, or GRAB_JOB once the server refused it (kept across reconnects);
+        # ``probed`` once the first grab of the connection, sent before any CAN_DO, is answered.
+        self.grab = _GRAB
+        self.probed = False
         # True once gearmand answered after our CAN_DOs, i.e. it has registered them.
         self.ready = False
 
@@ -286,8 +305,8 @@ class GearmanWorker:
         hello = []
         if self.client_id is not None:
             hello.append(request(_T.SET_CLIENT_ID, self.client_id.encode("utf-8")))
-        hello.extend(request(_T.CAN_DO, raw) for raw in self._handlers)
-        hello.append(_GRAB)
+        # The probe (see the module docstring): the CAN_DOs follow its answer.
+        hello.append(server.grab)
         try:
             conn.finish_connect()
             conn.send(b"".join(hello))
@@ -302,6 +321,7 @@ class GearmanWorker:
         server.probing = False
         server.eager = True
         server.ready = False
+        server.probed = False
         self._count_timed()
         log.debug("connected to gearmand at %s", server.address)
 
@@ -382,12 +402,20 @@ class GearmanWorker:
 
     def _handle(self, server: _Server, conn: Connection, packet: Packet) -> None:
         kind = packet.type
-        if kind is _T.JOB_ASSIGN_UNIQ:
+        if kind is _T.JOB_ASSIGN_UNIQ or kind is _T.JOB_ASSIGN:
+            if not server.probed:
+                # A function registered while the probe was out was sent at once and got
+                # the probe a job: the others still need their CAN_DOs.
+                server.probed = True
+                conn.send(self._abilities())
             self._confirmed(server)
             if server.probing:
                 server.eager = True
-            reply = self._run(conn, packet)
+            reply = self._run(conn, packet, legacy=server.grab is _GRAB_PLAIN)
             conn.send(reply if self._stop else reply + self._after_job(server))
+        elif kind is _T.NO_JOB and not server.probed:
+            server.probed = True
+            conn.send(self._abilities() + server.grab)
         elif kind is _T.NO_JOB:
             self._confirmed(server)
             if server.probing:
@@ -399,16 +427,34 @@ class GearmanWorker:
             if server.sleeping:
                 server.sleeping = False
                 server.probing = False
-                conn.send(_GRAB)
+                conn.send(server.grab)
         elif kind is _T.ERROR:
-            log.warning(
-                "gearmand at %s reported %s: %s",
-                server.address,
-                packet.args[0].decode("utf-8", "replace"),
-                packet.args[1].decode("utf-8", "replace"),
-            )
+            code = packet.args[0].decode("utf-8", "replace")
+            message = packet.args[1].decode("utf-8", "replace")
+            if server.probed:
+                log.warning("gearmand at %s reported %s: %s", server.address, code, message)
+            elif server.grab is _GRAB:
+                # An ERROR before the probe is answered refuses the probe: the server has no
+                # GRAB_JOB_UNIQ (Perl's Gearman::Server). Jobs then come without unique ids.
+                log.info(
+                    "gearmand at %s refused GRAB_JOB_UNIQ (%s: %s); using GRAB_JOB",
+                    server.address,
+                    code,
+                    message,
+                )
+                server.grab = _GRAB_PLAIN
+                conn.send(_GRAB_PLAIN)
+            else:
+                raise GrabRefused(
+                    f"gearmand at {server.address} refused GRAB_JOB_UNIQ and GRAB_JOB "
+                    f"({code}: {message}): it cannot hand jobs to this worker; use a Gearman "
+                    "server that implements the worker protocol"
+                )
         else:
             raise ProtocolError(f"unexpected {kind.name} from gearmand at {server.address}")
+
+    def _abilities(self) -> bytes:
+        return b"".join(request(_T.CAN_DO, raw) for raw in self._handlers)
 
     def _after_job(self, server: _Server) -> bytes:
         """What to send with a job's result: GRAB_JOB_UNIQ, or PRE_SLEEP straight away.
@@ -423,7 +469,7 @@ class GearmanWorker:
         if server.eager or server.jobs % _PROBE_EVERY == 0:
             server.probing = True
             server.sleeping = False
-            return _GRAB
+            return server.grab
         server.probing = False
         server.sleeping = True
         return _PRE_SLEEP
@@ -433,9 +479,13 @@ class GearmanWorker:
             server.ready = True
             server.delay = self.backoff_start
 
-    def _run(self, conn: Connection, packet: Packet) -> bytes:
-        """Run the job's handler and return the packet that reports its outcome."""
-        raw_handle, raw_function, raw_unique, data = packet.args
+    def _run(self, conn: Connection, packet: Packet, *, legacy: bool = False) -> bytes:
+        """Run the job's handler and return the packet that reports its outcome; ``legacy``
+        for a server without GRAB_JOB_UNIQ (see _failure)."""
+        if packet.type is _T.JOB_ASSIGN:
+            (raw_handle, raw_function, data), raw_unique = packet.args, b""
+        else:
+            raw_handle, raw_function, raw_unique, data = packet.args
         entry = self._handlers.get(raw_function)
         function = entry[0] if entry else raw_function.decode("utf-8", "surrogateescape")
         job = WorkerJob(
@@ -452,14 +502,21 @@ class GearmanWorker:
                 )
             return request(_T.WORK_COMPLETE, raw_handle, bytes(result))
         except WorkFailure as failure:
-            return self._failure(raw_handle, failure.data)
+            return self._failure(raw_handle, failure.data, legacy)
         except Exception as exc:
             log.exception("job %s (%s) raised", job.handle, function)
-            return self._failure(raw_handle, repr(exc).encode("utf-8", "replace"))
+            return self._failure(raw_handle, repr(exc).encode("utf-8", "replace"), legacy)
 
-    def _failure(self, raw_handle: bytes, data: bytes | None) -> bytes:
+    def _failure(self, raw_handle: bytes, data: bytes | None, legacy: bool = False) -> bytes:
         if not data:
             return request(_T.WORK_FAIL, raw_handle)
+        if legacy:
+            # A server of the older protocol (Perl's Gearman::Server) has no WORK_WARNING,
+            # relays WORK_EXCEPTION to the clients that asked for exceptions and ends the job
+            # on the WORK_FAIL after it.
+            return request(_T.WORK_EXCEPTION, raw_handle, bytes(data)) + request(
+                _T.WORK_FAIL, raw_handle
+            )
         if self.exceptions:
             return request(_T.WORK_EXCEPTION, raw_handle, bytes(data))
         return request(_T.WORK_WARNING, raw_handle, bytes(data)) + request(_T.WORK_FAIL, raw_handle)

@@ -15,13 +15,14 @@ from islandora_job import config, payload
 from islandora_job.config import Settings, settings_env
 from islandora_job.registry import RegistryError, UnknownJob, load_registry
 from islandora_job.workers.identity import holding_pidfile
-from islandora_job.workers.jobs import select_jobs
+from islandora_job.workers.jobs import encode_result, select_jobs
 
 log = logging.getLogger(__name__)
 
 
-def gearman_cli_command(names: Sequence[str]) -> list[str]:
-    """The C tool command line of the original architecture, for these jobs.
+def gearman_cli_command(names: Sequence[str], site: str | None = None) -> list[str]:
+    """The C tool command line of the original architecture, for these jobs (their
+    functions prefixed `{site}_` with a site).
 
     The tool takes one -h/-p pair; it reads the whole server list from the GEARMAN_SERVER
     environment variable instead, which `run_gearman_cli_worker` sets. FileNotFoundError
@@ -33,7 +34,7 @@ def gearman_cli_command(names: Sequence[str]) -> list[str]:
             "the C `gearman` tool is not installed: apt-get install gearman-tools, "
             "or run the native worker (without --via-gearman-cli)"
         )
-    functions = [arg for name in names for arg in ("-f", name)]
+    functions = [arg for name in names for arg in ("-f", payload.gearman_function(name, site))]
     return [tool, "-w", *functions, "--", sys.executable, "-m", "islandora_job", "route"]
 
 
@@ -52,7 +53,7 @@ def run_gearman_cli_worker(
     """
     resolved = config.settings() if settings is None else settings
     names = select_jobs(load_registry(resolved.modules), only)
-    command = gearman_cli_command(names)
+    command = gearman_cli_command(names, resolved.site)
     env = {**os.environ, **settings_env(resolved), "GEARMAN_SERVER": ",".join(resolved.servers)}
     with holding_pidfile(pidfile, resolved):
         tool = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env)
@@ -63,7 +64,10 @@ def run_gearman_cli_worker(
 
 
 def route(stdin: BinaryIO, stdout: BinaryIO, *, settings: Settings | None = None) -> int:
-    """Run the one job whose payload is on stdin, write its JSON result on stdout; 0.
+    """Run the one job whose payload is on stdin, write its result on stdout; 0.
+
+    The result is JSON when the payload asks for it (our client does), else the text the
+    original router echoes (see `payload.encode_text_result`).
 
     On a failure (bad payload, unregistered job, the job raised) write the failure JSON on
     stdout and return 1: the C tool then sends it as WORK_DATA followed by WORK_FAIL, so
@@ -74,8 +78,8 @@ def route(stdin: BinaryIO, stdout: BinaryIO, *, settings: Settings | None = None
     resolved = config.settings() if settings is None else settings
     data = stdin.read(resolved.max_payload + 1)
     try:
-        name, args = payload.decode(data, None, max_size=resolved.max_payload)
-        result = payload.encode_result(load_registry(resolved.modules).resolve(name)(*args))
+        name, args, json_result = payload.decode_job(data, None, max_size=resolved.max_payload)
+        result = encode_result(load_registry(resolved.modules).resolve(name)(*args), json_result)
     except (payload.PayloadError, UnknownJob, RegistryError) as exc:
         log.error("job refused: %s", exc)
         stdout.write(payload.encode_failure(exc))

@@ -28,14 +28,24 @@ def select_jobs(registry: Registry, only: Iterable[str] | None) -> list[str]:
     return names
 
 
-def handler(registry: Registry, max_payload: int) -> Callable[[WorkerJob], bytes]:
+def encode_result(value: object, json_result: bool) -> bytes:
+    """JSON for our own client, which asks for it; else the text the original router echoes."""
+    return payload.encode_result(value) if json_result else payload.encode_text_result(value)
+
+
+def handler(
+    registry: Registry, max_payload: int, site: str | None = None
+) -> Callable[[WorkerJob], bytes]:
     """The worker's handler for every job: decode, check, resolve, call, encode; a failure
-    (bad payload, unregistered job, the job raised) raises WorkFailure with its JSON."""
+    (bad payload, unregistered job, the job raised) raises WorkFailure with its JSON. With a
+    site, jobs arrive on the functions `{site}_{job}`."""
 
     def handle(job: WorkerJob) -> bytes:
         try:
-            name, args = payload.decode(job.data, job.function, max_size=max_payload)
-            return payload.encode_result(registry.resolve(name)(*args))
+            name, args, json_result = payload.decode_job(
+                job.data, job.function, max_size=max_payload, site=site
+            )
+            return encode_result(registry.resolve(name)(*args), json_result)
         except (payload.PayloadError, UnknownJob, RegistryError) as exc:
             log.warning("job %s on %r refused: %s", job.handle, job.function, exc)
             raise WorkFailure(payload.encode_failure(exc)) from exc

@@ -7,7 +7,7 @@ import os
 import signal
 from collections.abc import Iterable
 
-from islandora_job import config
+from islandora_job import config, payload
 from islandora_job.config import Settings
 from islandora_job.gearman.worker import GearmanWorker
 from islandora_job.registry import load_registry
@@ -42,9 +42,9 @@ def run_worker(
         holding_pidfile(pidfile, resolved),
         GearmanWorker(resolved.servers, client_id(os.getpid()), exceptions=False) as worker,
     ):
-        handle = handler(registry, resolved.max_payload)
+        handle = handler(registry, resolved.max_payload, resolved.site)
         for name in names:
-            worker.register(name, handle)
+            worker.register(payload.gearman_function(name, resolved.site), handle)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: worker.request_stop())
         log.info(

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from islandora_job import config
+from islandora_job import config, payload
 from islandora_job.config import Settings, settings_env
 from islandora_job.gearman.admin import AdminError, GearmanAdmin
 from islandora_job.gearman.protocol import ProtocolError
@@ -128,7 +128,10 @@ def start_worker(pidfile: str, *, timeout: float = 30.0, settings: Settings | No
     """
     resolved = config.settings() if settings is None else settings
     path = pidfile_path(pidfile, settings=resolved)
-    jobs = set(select_jobs(load_registry(resolved.modules), None))
+    jobs = {
+        payload.gearman_function(job, resolved.site)
+        for job in select_jobs(load_registry(resolved.modules), None)
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     children.reap_exited()
     with locked(path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +15,51 @@ from pytest_islandora_job.servers.base import GearmanServer
 if TYPE_CHECKING:
     from pytest_islandora_job.config import ServerSettings
     from pytest_islandora_job.databases.base import QueueDatabase
+
+
+# Searched after PATH for a bare name: the C gearmand lives in an sbin directory, which a
+# user's PATH may lack while it has /usr/bin, where Perl's Gearman::Server installs its own.
+_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def _is_script(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+def resolve_gearmand(exe: str) -> str:
+    """The C gearmand that exe names: a path as given, a bare name on PATH or in an sbin
+    directory, never Perl's Gearman::Server (Debian's gearman-server puts that script at
+    /usr/bin/gearmand; it takes none of gearmand's options).
+
+    Raises ServerStartError when there is no such program or exe is a script.
+    """
+    if os.sep in exe:
+        candidates = [exe]
+    else:
+        path = os.environ.get("PATH", os.defpath).split(os.pathsep)
+        candidates = [os.path.join(d, exe) for d in [*path, *_SBIN] if d]
+    scripts = []
+    for candidate in candidates:
+        found = shutil.which(candidate)
+        if found is None:
+            continue
+        if not _is_script(found):
+            return found
+        scripts.append(found)
+    fix = (
+        "install it (apt-get install gearman-job-server), give --gearmand-exec PATH, "
+        "or use --gearman-backend=docker|external"
+    )
+    if scripts:
+        raise ServerStartError(
+            f"{', '.join(scripts)} is a script (Perl's Gearman::Server from gearman-server), "
+            f"not the C gearmand the process backend runs: {fix}"
+        )
+    raise ServerStartError(f"gearmand not found at {exe!r}: {fix}")
 
 
 class ProcessGearmanServer(GearmanServer):
@@ -40,13 +86,7 @@ class ProcessGearmanServer(GearmanServer):
 
     def command(self) -> list[str]:
         """The gearmand command line this server runs."""
-        exe = self.settings.gearmand_exec
-        found = shutil.which(exe)
-        if found is None:
-            raise ServerStartError(
-                f"gearmand not found at {exe!r}: install it (apt-get install gearman-job-server), "
-                "give --gearmand-exec PATH, or use --gearman-backend=docker|external"
-            )
+        found = resolve_gearmand(self.settings.gearmand_exec)
         argv = [
             found,
             "--listen",
