@@ -14,10 +14,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from islandora_job import payload
 from islandora_job.config import parse_servers, settings
-from islandora_job.gearman.admin import AdminError, GearmanAdmin
 from islandora_job.gearman.client import GearmanClient, GearmanTimeout, JobResult, JobStatus
 from islandora_job.gearman.connection import ServerUnavailable
-from islandora_job.gearman.protocol import ProtocolError
+from islandora_job.queue import queue_status
 
 log = logging.getLogger(__name__)
 
@@ -49,35 +48,6 @@ class JobTimeout(TimeoutError):
         self.timeout = timeout
         self.queue_status = queue_status
         super().__init__(f"job {job_name!r} did not end within {timeout} s: {queue_status}")
-
-
-def queue_status(servers: Iterable[str], functions: Iterable[str]) -> str:
-    """Say, per server, how many jobs of each function are queued and running, and by how
-    many workers; used to explain a timeout. Never raises: an unreachable server is said so.
-    """
-    wanted = list(dict.fromkeys(functions))
-    parts: list[str] = []
-    for server in servers:
-        try:
-            with GearmanAdmin(server, timeout=2.0) as admin:
-                rows = {row.function: row for row in admin.status()}
-        except (OSError, AdminError, ProtocolError) as exc:
-            parts.append(f"{server}: status unavailable ({exc})")
-            continue
-        for function in wanted:
-            row = rows.get(function)
-            if row is None or row.workers == 0:
-                queued = row.queued if row else 0
-                parts.append(
-                    f"no worker registered for {function!r} on {server} ({queued} queued): "
-                    "start one (islandora-job start-worker NAME)"
-                )
-            else:
-                parts.append(
-                    f"{function!r} on {server}: {row.queued} queued, {row.running} running, "
-                    f"{row.workers} workers"
-                )
-    return "; ".join(parts)
 
 
 def _failure(job_name: str, result: JobResult) -> JobFailed:
