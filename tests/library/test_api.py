@@ -9,13 +9,8 @@ import pytest
 
 import islandora_job
 from islandora_job import JobClient, JobFailed, JobTimeout
-from islandora_job.gearman.admin import GearmanAdmin
 from islandora_job.gearman.connection import ServerUnavailable
-
-
-def _queued(address: str, function: str) -> int:
-    with GearmanAdmin(address) as admin:
-        return sum(row.queued for row in admin.status() if row.function == function)
+from tests.helpers import queued
 
 
 def _connections_to(port: int) -> int:
@@ -114,20 +109,20 @@ def test_a_job_with_no_worker_times_out_naming_the_job_and_queue_status(gearman_
 def test_submitting_a_job_not_registered_here_is_allowed(gearman_server) -> None:
     handle = islandora_job.submit_background("registered_elsewhere", "x")
     assert handle.startswith("H:")
-    assert _queued(gearman_server.address, "registered_elsewhere") == 1
+    assert queued(gearman_server.address, "registered_elsewhere") == 1
 
 
 def test_arguments_json_cannot_encode_are_refused_before_sending(gearman_server) -> None:
     with pytest.raises(TypeError, match="serialize them"):
         islandora_job.submit_background("never_sent", object())
-    assert _queued(gearman_server.address, "never_sent") == 0
+    assert queued(gearman_server.address, "never_sent") == 0
 
 
 def test_a_payload_over_the_maximum_is_refused_before_sending(gearman_server) -> None:
     client = JobClient(max_payload=100)
     with pytest.raises(islandora_job.PayloadError, match="maximum of 100"):
         client.submit_background("too_big", "x" * 200)
-    assert _queued(gearman_server.address, "too_big") == 0
+    assert queued(gearman_server.address, "too_big") == 0
 
 
 # -- batches --------------------------------------------------------------------------------
@@ -163,7 +158,7 @@ def test_a_bad_batch_entry_is_refused_before_anything_is_sent(
     batch = [{"job_name": "batch_first", "args": []}, bad]
     with pytest.raises(error, match=message):
         islandora_job.submit_batch(batch)  # type: ignore[arg-type]
-    assert _queued(gearman_server.address, "batch_first") == 0
+    assert queued(gearman_server.address, "batch_first") == 0
 
 
 def test_a_batch_times_out_naming_its_jobs(gearman_server) -> None:
