@@ -56,7 +56,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("gearman_extra_args", "more gearmand arguments (shell-quoted)", "", "args"),
     Option(
         "gearman_servers",
-        "external servers, host:port[,host:port...] (backend external)",
+        "external servers, host:port[,host:port...] ([v6addr]:port for IPv6; backend external)",
         None,
         "list",
     ),
