@@ -15,7 +15,7 @@ help:
 	@echo "make demo   install what is missing, then run a job end to end through a real gearmand"
 	@echo "make test   install what is missing (with test extras), then run the whole suite"
 	@echo "make bench  run the benchmarks (after make test's set-up) and print the table"
-	@echo "make lint   ruff check and format check"
+	@echo "make lint   ruff check, format check and mypy --strict on src/"
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -59,6 +59,7 @@ bench: system-deps venv-test compile
 lint: venv-test
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bench-results.json

@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from islandora_job import config, payload
@@ -24,7 +23,6 @@ from islandora_job.config import (
     parse_servers,
     parse_site,
 )
-from islandora_job.gearman.admin import AdminError, GearmanAdmin
 from islandora_job.gearman.client import (
     GearmanClient,
     GearmanTimeout,
@@ -33,7 +31,7 @@ from islandora_job.gearman.client import (
     JobStatus,
     Priority,
 )
-from islandora_job.gearman.protocol import ProtocolError
+from islandora_job.queue import queue_status
 
 log = logging.getLogger(__name__)
 
@@ -69,41 +67,6 @@ class JobTimeout(TimeoutError):
         self.timeout = timeout
         self.queue_status = queue_status
         super().__init__(f"job {job_name!r} did not end within {timeout} s: {queue_status}")
-
-
-def queue_status(servers: Iterable[str], functions: Iterable[str], timeout: float = 2.0) -> str:
-    """Say, per server, how many jobs of each function are queued and running, and by how
-    many workers; used to explain a timeout. Takes at most ``timeout`` seconds in all.
-    Never raises: an unreachable or silent server is said so.
-    """
-    wanted = list(dict.fromkeys(functions))
-    parts: list[str] = []
-    deadline = time.monotonic() + timeout
-    for server in servers:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            parts.append(f"{server}: status not asked (no time left)")
-            continue
-        try:
-            with GearmanAdmin(server, timeout=left) as admin:
-                rows = {row.function: row for row in admin.status()}
-        except (OSError, AdminError, ProtocolError) as exc:
-            parts.append(f"{server}: status unavailable ({exc})")
-            continue
-        for function in wanted:
-            row = rows.get(function)
-            if row is None or row.workers == 0:
-                queued = row.queued if row else 0
-                parts.append(
-                    f"no worker registered for {function!r} on {server} ({queued} queued): "
-                    "start one (islandora-job start-worker NAME)"
-                )
-            else:
-                parts.append(
-                    f"{function!r} on {server}: {row.queued} queued, {row.running} running, "
-                    f"{row.workers} workers"
-                )
-    return "; ".join(parts)
 
 
 def _failure(job_name: str, result: JobResult) -> JobFailed:

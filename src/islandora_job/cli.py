@@ -23,7 +23,7 @@ from islandora_job.config import (
     restore,
     settings,
 )
-from islandora_job.gearman.admin import AdminError, GearmanAdmin
+from islandora_job.gearman.admin import AdminError
 from islandora_job.gearman.client import ServerError
 from islandora_job.gearman.protocol import ProtocolError
 from islandora_job.registry import RegistryError, UnknownJob, load_registry
@@ -195,9 +195,10 @@ def _status(args: argparse.Namespace) -> int:
             print(f"no jobs left in table {args.table}")
         return 0
     rows: list[tuple[object, ...]] = [("SERVER", "FUNCTION", "QUEUED", "RUNNING", "WORKERS")]
-    for server in settings().servers:
-        with GearmanAdmin(server) as admin:
-            rows += [(server, r.function, r.queued, r.running, r.workers) for r in admin.status()]
+    for server in queue.read_status(settings().servers):
+        rows += [
+            (server.address, r.function, r.queued, r.running, r.workers) for r in server.checked()
+        ]
     if len(rows) == 1:
         print("no functions known to the servers")
     else:
@@ -343,8 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = configure(servers=args.servers, modules=args.modules, site=args.site)
     except ValueError as exc:
         parser.error(str(exc))
+    run: Callable[[argparse.Namespace], int] = args.run  # set by build_parser() from COMMANDS
     try:
-        return args.run(args)
+        return run(args)
     except EXPECTED_ERRORS as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 Counting goes through the admin protocol (`status`: works for every queue type, the in-memory
 one included) or through a persistent queue table (the module README's query, given a DSN).
+`status_lines()` / `queue_status()` put the admin counts into words, for timeouts and waits.
 
 Clearing has to go through gearmand: it holds every queued job in memory as well as in its
 table, so deleting rows leaves the jobs queued. `clear()` registers as a worker for the
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from islandora_job.dsn import parse_dsn
-from islandora_job.gearman.admin import GearmanAdmin
+from islandora_job.gearman.admin import AdminError, FunctionStatus, GearmanAdmin
 from islandora_job.gearman.client import ServerError
 from islandora_job.gearman.connection import Connection, parse_address
 from islandora_job.gearman.protocol import PacketType, ProtocolError, request
@@ -28,11 +30,15 @@ __all__ = [
     "DEFAULT_TABLE",
     "FunctionCount",
     "QueueTableError",
+    "ServerStatus",
     "check_table_name",
     "clear",
     "counts_from_table",
     "jobs_left",
+    "queue_status",
+    "read_status",
     "status",
+    "status_lines",
     "table_counts",
 ]
 
@@ -62,16 +68,97 @@ class FunctionCount:
         return self.total - self.running
 
 
+@dataclass(frozen=True)
+class ServerStatus:
+    """One server's admin `status` rows, or the error that kept them out of reach."""
+
+    address: str
+    rows: tuple[FunctionStatus, ...] = ()
+    error: Exception | None = None
+
+    def checked(self) -> tuple[FunctionStatus, ...]:
+        """The rows; raises the error (ServerUnavailable, AdminError...) if they were not read."""
+        if self.error is not None:
+            raise self.error
+        return self.rows
+
+
+def read_status(servers: Iterable[str], timeout: float = 5.0) -> list[ServerStatus]:
+    """The admin `status` of each server, in order, within ``timeout`` seconds in all (a
+    server that hangs cannot hold up the others' answers past it).
+
+    Never raises for a server that cannot be read (unreachable, refusing, garbled, silent):
+    its ServerStatus holds the error instead (ServerUnavailable or another OSError,
+    AdminError, ProtocolError).
+    """
+    found = []
+    deadline = time.monotonic() + timeout
+    for address in servers:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            found.append(ServerStatus(address, error=TimeoutError("not asked: no time left")))
+            continue
+        try:
+            with GearmanAdmin(address, left) as admin:
+                found.append(ServerStatus(address, tuple(admin.status())))
+        except (OSError, AdminError, ProtocolError) as exc:
+            found.append(ServerStatus(address, error=exc))
+    return found
+
+
+def _function_line(server: str, function: str, row: FunctionStatus | None) -> str:
+    if row is None or row.workers == 0:
+        queued = row.queued if row else 0
+        return (
+            f"no worker registered for {function!r} on {server} ({queued} queued): "
+            "start one (islandora-job start-worker NAME)"
+        )
+    return (
+        f"{function!r} on {server}: {row.queued} queued, {row.running} running, "
+        f"{row.workers} workers"
+    )
+
+
+def status_lines(
+    servers: Iterable[str], functions: Iterable[str] | None = None, timeout: float = 5.0
+) -> list[str]:
+    """Per server, one line per function of `functions` (every function the server knows when
+    None) saying how many jobs are queued and running, by how many workers, and how to start
+    a worker when there is none; a server that cannot be read gets one line saying why.
+
+    Never raises for a server that cannot be read.
+    """
+    wanted = None if functions is None else list(dict.fromkeys(functions))
+    lines: list[str] = []
+    for server in read_status(servers, timeout):
+        if server.error is not None:
+            lines.append(f"{server.address}: status unavailable ({server.error})")
+            continue
+        rows = {row.function: row for row in server.rows}
+        if wanted is None and not rows:
+            lines.append(f"{server.address}: no functions known")
+        for function in rows if wanted is None else wanted:
+            lines.append(_function_line(server.address, function, rows.get(function)))
+    return lines
+
+
+def queue_status(servers: Iterable[str], functions: Iterable[str], timeout: float = 2.0) -> str:
+    """Say, per server, how many jobs of each function are queued and running, and by how
+    many workers, on one line, within ``timeout`` seconds in all; used to explain a timeout.
+    Never raises: an unreachable or silent server is said so.
+    """
+    return "; ".join(status_lines(servers, functions, timeout=timeout))
+
+
 def status(servers: Sequence[str], timeout: float = 5.0) -> dict[str, FunctionCount]:
     """Per function, the admin `status` counts summed over `servers`.
 
-    Raises ServerUnavailable when a server cannot be reached.
+    Raises ServerUnavailable when a server cannot be reached, AdminError or ProtocolError when
+    it answers wrongly.
     """
     found: dict[str, FunctionCount] = {}
-    for address in servers:
-        with GearmanAdmin(address, timeout) as admin:
-            rows = admin.status()
-        for row in rows:
+    for server in read_status(servers, timeout):
+        for row in server.checked():
             seen = found.get(row.function, FunctionCount(row.function, 0, 0, 0))
             found[row.function] = FunctionCount(
                 row.function,

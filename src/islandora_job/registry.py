@@ -62,6 +62,8 @@ def _parse_spec(name: object, spec: object, source: str, found_by: str) -> JobSp
     except (TypeError, ValueError) as exc:
         raise RegistryError(f"{where} registers a bad job name {name!r}: {exc}") from None
     fix = 'use "package.module:function" or {"module": "package.module", "function": "name"}'
+    module: object
+    function: object
     if isinstance(spec, str):
         module, sep, function = spec.partition(":")
         if not sep:
@@ -162,14 +164,14 @@ class Registry:
                     f"job {name!r} (registered by {spec.source}) needs module {spec.module!r}, "
                     f"which cannot be imported: {type(exc).__name__}: {exc}"
                 ) from exc
-            function = getattr(module, spec.function, None)
-            if not callable(function):
+            found: object = getattr(module, spec.function, None)
+            if not callable(found):
                 raise RegistryError(
                     f"job {name!r} (registered by {spec.source}) names {spec.target}, "
                     f"but {spec.module} has no function {spec.function!r}"
                 )
-            self._functions[name] = function
-        return function
+            self._functions[name] = found
+        return found
 
 
 def load_registry(modules: Iterable[str] | None = None) -> Registry:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import islandora_job
-from islandora_job.gearman.admin import GearmanAdmin
+from islandora_job.queue import read_status, status_lines
 
 HANDLE_PATTERN = re.compile(r"^H:[^:\s]+:\d+$")
 
@@ -22,21 +22,9 @@ class JobWaitTimeout(AssertionError):
 
 
 def queue_report(servers: Sequence[str] | None = None) -> str:
-    """The admin `status` of every server as one readable block."""
-    lines = []
-    for address in servers or islandora_job.settings().servers:
-        try:
-            with GearmanAdmin(address) as admin:
-                rows = admin.status()
-        except OSError as error:
-            lines.append(f"{address}: unreachable ({error})")
-            continue
-        body = ", ".join(
-            f"{r.function}: {r.queued} queued, {r.running} running, {r.workers} workers"
-            for r in rows
-        )
-        lines.append(f"{address}: {body or 'no functions'}")
-    return "\n".join(lines)
+    """The admin `status` of every server (those of `settings()` when None), a line per
+    function; never raises for an unreachable server (its line says so)."""
+    return "\n".join(status_lines(servers or islandora_job.settings().servers))
 
 
 def _wait(
@@ -74,11 +62,9 @@ def wait_until_idle(server: Any, timeout: float = 10.0) -> None:
     addresses = getattr(server, "addresses", None) or [server.address]
 
     def idle() -> bool:
-        for address in addresses:
-            with GearmanAdmin(address) as admin:
-                if any(row.queued or row.running for row in admin.status()):
-                    return False
-        return True
+        return not any(
+            row.queued or row.running for found in read_status(addresses) for row in found.checked()
+        )
 
     _wait(idle, timeout, "the queue", addresses)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import overload
 
 from pytest_islandora_job.servers import GearmanServer
 
@@ -18,7 +19,13 @@ class GearmanCluster(Sequence[GearmanServer]):
         """ "host:port" of every server, in order."""
         return [server.address for server in self.servers]
 
-    def __getitem__(self, index):  # type: ignore[override]
+    @overload
+    def __getitem__(self, index: int) -> GearmanServer: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[GearmanServer]: ...
+
+    def __getitem__(self, index: int | slice) -> GearmanServer | list[GearmanServer]:
         return self.servers[index]
 
     def __len__(self) -> int:

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from islandora_job.config import parse_servers
 
 BACKENDS = ("process", "docker", "external")
 QUEUES = ("builtin", "mysql", "postgres", "sqlite")
@@ -54,7 +56,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("gearman_extra_args", "more gearmand arguments (shell-quoted)", "", "args"),
     Option(
         "gearman_servers",
-        "external servers, host:port[,host:port...] (backend external)",
+        "external servers, host:port[,host:port...] ([v6addr]:port for IPv6; backend external)",
         None,
         "list",
     ),
@@ -143,10 +145,6 @@ class ServerSettings:
     start_timeout: float = 30.0
     labels: dict[str, str] = field(default_factory=dict)
 
-    def with_(self, **changes: Any) -> ServerSettings:
-        """A copy with some fields changed (None values are ignored)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
     def validate(self) -> ServerSettings:
         """Check choices; raises pytest.UsageError naming the setting and the valid values."""
         if self.backend not in BACKENDS:
@@ -183,6 +181,11 @@ def server_settings(config: pytest.Config, **overrides: Any) -> ServerSettings:
     }
     values = {field_: get(config, name, overrides.get(field_)) for field_, name in names.items()}
     values["extra_args"] = tuple(values["extra_args"] or ())
+    if values["servers"]:
+        try:
+            values["servers"] = parse_servers(values["servers"])
+        except ValueError as exc:
+            raise pytest.UsageError(f"--gearman-servers / ini gearman_servers: {exc}") from None
     values["servers"] = tuple(values["servers"] or ())
     return ServerSettings(**values).validate()
 

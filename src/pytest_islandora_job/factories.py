@@ -12,7 +12,7 @@ import contextlib
 import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -22,6 +22,8 @@ from pytest_islandora_job import config, leftovers
 from pytest_islandora_job.cluster import GearmanCluster
 from pytest_islandora_job.servers import GearmanServer, ServerStartError, make_servers
 from pytest_islandora_job.workerpool import WorkerPool, pool_settings
+
+Scope = Literal["session", "package", "module", "class", "function"]
 
 
 @contextlib.contextmanager
@@ -67,7 +69,7 @@ def gearman_server(
     job_retries: int | None = None,
     extra_args: Sequence[str] | None = None,
     count: int | None = None,
-    scope: str = "session",
+    scope: Scope = "session",
     params: Sequence[dict[str, Any]] | None = None,
 ) -> Any:
     """A fixture yielding a started gearmand (or a GearmanCluster of `count` of them).

@@ -7,25 +7,22 @@ from collections.abc import Sequence
 
 import pytest
 
-from islandora_job.gearman.admin import GearmanAdmin
+from islandora_job.queue import clear, read_status
 from pytest_islandora_job import config
 
-LEFTOVERS = pytest.StashKey[list]()
+#: Per test, the leftover jobs it was reported for ("address function: n, ..." strings).
+LEFTOVERS = pytest.StashKey[list[str]]()
 
 
 def queued(addresses: Sequence[str]) -> dict[str, int]:
     """Jobs queued per "address function" with nothing left to run them."""
-    found = {}
-    for address in addresses:
-        try:
-            with GearmanAdmin(address) as admin:
-                rows = admin.status()
-        except OSError:
-            continue  # a server the test killed has nothing left to drain
-        for row in rows:
-            if row.queued > row.running:
-                found[f"{address} {row.function}"] = row.queued - row.running
-    return found
+    # A server the test killed (its status is out of reach) has nothing left to drain.
+    return {
+        f"{server.address} {row.function}": row.queued - row.running
+        for server in read_status(addresses)
+        for row in server.rows
+        if row.queued > row.running
+    }
 
 
 def settle(
@@ -39,8 +36,6 @@ def settle(
     left = {
         where: n - before.get(where, 0) for where, n in found.items() if n > before.get(where, 0)
     }
-    from islandora_job.queue import clear  # the queue layer pulls in the worker loop
-
     for address in addresses:
         try:
             clear([address])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from pytest_islandora_job.config import ServerSettings
 from pytest_islandora_job.ports import claim_port, release
 from pytest_islandora_job.servers import make_servers
 from pytest_islandora_job.servers.process import ProcessGearmanServer as Gearmand
+from tests.helpers import wait_until
 
 # The plugin's default: which("gearmand") may find Perl's Gearman::Server in /usr/bin.
 GEARMAND = "/usr/sbin/gearmand"
@@ -55,15 +55,6 @@ def free_port() -> Iterator[int]:
     port = claim_port()
     yield port
     release(port)
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    """Poll ``predicate`` until it is true; AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.01)
 
 
 @contextmanager

@@ -6,7 +6,6 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -20,12 +19,9 @@ from islandora_job.gearman import (
     ServerError,
     ServerUnavailable,
 )
+from tests.helpers import fresh, wait_until
 
-from .conftest import GEARMAND, Gearmand, wait_until, worker_thread
-
-
-def fresh_name(prefix: str = "adm") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+from .conftest import GEARMAND, Gearmand, worker_thread
 
 
 @pytest.fixture
@@ -52,7 +48,7 @@ def test_getpid_is_the_server_process(admin: GearmanAdmin, gearmand: Gearmand) -
 
 
 def test_status_counts_queued_jobs(admin: GearmanAdmin, client: GearmanClient) -> None:
-    name = fresh_name()
+    name = fresh()
     for index in range(3):
         client.submit_background(name, b"%d" % index)
     (line,) = [s for s in admin.status() if s.function == name]
@@ -64,13 +60,13 @@ def test_status_counts_queued_jobs(admin: GearmanAdmin, client: GearmanClient) -
 def test_status_and_workers_with_odd_function_names(
     admin: GearmanAdmin, client: GearmanClient, gearmand: Gearmand
 ) -> None:
-    odd = [fresh_name("né\nline"), fresh_name("tab\there"), fresh_name("ü")]
+    odd = [fresh("né\nline"), fresh("tab\there"), fresh("ü")]
     for name in odd:
         client.submit_background(name, b"x")
     statuses = {s.function: s for s in admin.status()}
     for name in odd:
         assert statuses[name].queued == 1
-    worker = GearmanWorker([gearmand.address], client_id=fresh_name("wid"))
+    worker = GearmanWorker([gearmand.address], client_id=fresh("wid"))
     for name in odd:
         worker.register(name, lambda job: b"")
     with worker_thread(worker):
@@ -90,7 +86,7 @@ def test_workers_lists_a_connection_without_functions(
 
 
 def test_show_jobs_and_cancel(admin: GearmanAdmin, client: GearmanClient) -> None:
-    name = fresh_name()
+    name = fresh()
     handle = client.submit_background(name, b"x")
     (job,) = [j for j in admin.show_jobs() if j.handle == handle]
     assert (job.retries, job.ignore_job, job.job_queued) == (0, False, True)
@@ -104,7 +100,7 @@ def test_show_jobs_and_cancel(admin: GearmanAdmin, client: GearmanClient) -> Non
 def test_drop_function_refused_while_a_worker_has_it(
     admin: GearmanAdmin, gearmand: Gearmand
 ) -> None:
-    name = fresh_name()
+    name = fresh()
     assert admin.drop_function(name) is False
     worker = GearmanWorker([gearmand.address])
     worker.register(name, lambda job: b"")
@@ -114,7 +110,7 @@ def test_drop_function_refused_while_a_worker_has_it(
 
 
 def test_maxqueue_limits_a_known_function(admin: GearmanAdmin, client: GearmanClient) -> None:
-    name = fresh_name()
+    name = fresh()
     client.submit_background(name, b"1")
     admin.maxqueue(name, 2)
     client.submit_background(name, b"2")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -21,23 +22,15 @@ from islandora_job.gearman import (
     WorkerJob,
     WorkFailure,
 )
+from tests.helpers import fresh, queued, wait_until
 
-from .conftest import Gearmand, wait_until, worker_thread
-
-
-def fresh(prefix: str = "f") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+from .conftest import Gearmand, worker_thread
 
 
 @pytest.fixture
 def client(gearmand: Gearmand) -> Iterator[GearmanClient]:
     with GearmanClient([gearmand.address]) as client:
         yield client
-
-
-def queued(address: str, function: str) -> int:
-    with GearmanAdmin(address) as admin:
-        return sum(s.queued for s in admin.status() if s.function == function)
 
 
 def connections_to(port: int) -> list:
@@ -383,7 +376,16 @@ def unanswered_address() -> Iterator[str]:
         filler.setblocking(False)
         filler.connect_ex((host, port))
         fillers.append(filler)
-    time.sleep(0.1)
+
+    def queue_full() -> bool:
+        # backlog 0 holds one connection: once a filler is connected, later SYNs are dropped.
+        for filler in fillers:
+            with contextlib.suppress(OSError):  # ENOTCONN while its handshake is pending
+                filler.getpeername()
+                return True
+        return False
+
+    wait_until(queue_full, timeout=5, what="the listener's accept queue filled")
     yield f"{host}:{port}"
     for sock in [*fillers, listener]:
         sock.close()
@@ -488,8 +490,8 @@ def test_idle_worker_stops_at_once(gearmand: Gearmand) -> None:
     worker.register(fresh(), lambda job: b"")
     thread = threading.Thread(target=worker.work)
     thread.start()
-    wait_until(worker.registered_on)
-    time.sleep(0.1)
+    # Idle: it has told the server PRE_SLEEP and waits for a wake-up.
+    wait_until(worker.sleeping_on)
     started = time.monotonic()
     worker.request_stop()
     thread.join(5)
@@ -503,18 +505,24 @@ def test_busy_worker_finishes_its_job_before_stopping(
 ) -> None:
     name = fresh()
     running = threading.Event()
+    stop_requested = threading.Event()
 
     def slow(job: WorkerJob) -> bytes:
         running.set()
-        time.sleep(0.5)
-        return b"finished"
+        # The job is still running when the stop is requested: it ends only after.
+        return b"finished" if stop_requested.wait(5) else b"stop never requested"
+
+    def stop_while_running() -> None:
+        if running.wait(5):
+            worker.request_stop()
+            stop_requested.set()
 
     worker = GearmanWorker([gearmand.address])
     worker.register(name, slow)
     thread = threading.Thread(target=worker.work)
     thread.start()
     wait_until(worker.registered_on)
-    stopper = threading.Thread(target=lambda: running.wait(5) and worker.request_stop())
+    stopper = threading.Thread(target=stop_while_running)
     stopper.start()
     result = client.submit(name, b"", timeout=10)
     thread.join(5)

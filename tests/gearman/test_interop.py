@@ -8,15 +8,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from islandora_job.gearman import GearmanAdmin, GearmanClient
+from tests.helpers import fresh, wait_until
 
-from .conftest import Gearmand, wait_until
+from .conftest import Gearmand
 
 GEARMAN = shutil.which("gearman")
 pytestmark = pytest.mark.skipif(GEARMAN is None, reason="the C gearman tool is not installed")
@@ -59,10 +59,6 @@ def c_worker(gearmand: Gearmand) -> Iterator:
     for process in started:
         process.terminate()
         process.wait(10)
-
-
-def fresh() -> str:
-    return f"interop-{uuid.uuid4().hex[:10]}"
 
 
 AWKWARD = "NUL\0and newline\nüñí€".encode() + bytes(range(256))
@@ -142,7 +138,7 @@ def test_c_client_cannot_connect_says_so(free_port: int) -> None:
 
 
 def test_our_client_with_a_c_worker_running_cat(gearmand: Gearmand, c_worker) -> None:
-    name = fresh()
+    name = fresh("interop")
     c_worker(name, "--", "cat")
     with GearmanClient([gearmand.address]) as client:
         results = [client.submit(name, AWKWARD, timeout=10) for _ in range(3)]
@@ -155,7 +151,7 @@ def test_our_client_with_a_c_worker_running_cat(gearmand: Gearmand, c_worker) ->
 
 def test_our_client_with_a_c_worker_without_command(gearmand: Gearmand, c_worker, tmp_path) -> None:
     """Without a command the C worker prints each job's data and returns an empty result."""
-    name = fresh()
+    name = fresh("interop")
     output = tmp_path / "c-worker.out"
     c_worker(name, stdout=output)
     with GearmanClient([gearmand.address]) as client:
@@ -169,7 +165,7 @@ def test_our_client_with_a_c_worker_without_command(gearmand: Gearmand, c_worker
 
 
 def test_our_client_sees_a_c_worker_fail(gearmand: Gearmand, c_worker) -> None:
-    name = fresh()
+    name = fresh("interop")
     c_worker(name, "--", "false")
     with GearmanClient([gearmand.address]) as client:
         result = client.submit(name, b"x", timeout=10)
@@ -180,7 +176,7 @@ def test_our_client_sees_a_c_worker_fail(gearmand: Gearmand, c_worker) -> None:
 def test_our_client_gets_work_data_from_a_c_worker(gearmand: Gearmand, c_worker) -> None:
     """``-n`` makes the C worker send a WORK_DATA packet per output line (holding all output
     so far) and an empty WORK_COMPLETE."""
-    name = fresh()
+    name = fresh("interop")
     c_worker(name, "-n", "--", "cat")
     with GearmanClient([gearmand.address]) as client:
         result = client.submit(name, b"one\ntwo\nthree\n", timeout=10)

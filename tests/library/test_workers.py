@@ -25,6 +25,7 @@ from islandora_job.config import settings, settings_env
 from islandora_job.gearman.admin import GearmanAdmin, WorkerInfo
 from islandora_job.gearman.client import GearmanClient
 from islandora_job.workers import client_id
+from tests.helpers import function_status, wait_until
 
 
 def _workers(address: str) -> list[WorkerInfo]:
@@ -34,18 +35,6 @@ def _workers(address: str) -> list[WorkerInfo]:
 
 def _pid(temp_dir: Path, name: str) -> int:
     return int((temp_dir / name).read_text())
-
-
-def _wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
-def _running(address: str, function: str) -> int:
-    with GearmanAdmin(address) as admin:
-        return sum(r.running for r in admin.status() if r.function == function)
 
 
 def _child_env() -> dict[str, str]:
@@ -304,7 +293,7 @@ def test_sigterm_during_a_job_lets_its_result_reach_the_client(start, gearman_se
         target=lambda: results.append(islandora_job.submit("sleep", 1.0, "done"))
     )
     client.start()
-    _wait_for(lambda: _running(gearman_server.address, "sleep") == 1)
+    wait_until(lambda: function_status(gearman_server.address, "sleep").running == 1)
     began = time.monotonic()
     assert islandora_job.stop_worker("w.pid") is True
     stopped_after = time.monotonic() - began
@@ -320,7 +309,7 @@ def test_a_worker_that_ignores_sigterm_past_the_grace_period_is_killed(
     start("w.pid")
     pid = _pid(job_settings, "w.pid")
     handle = islandora_job.submit_background("sleep", 60)
-    _wait_for(lambda: _running(gearman_server.address, "sleep") == 1)
+    wait_until(lambda: function_status(gearman_server.address, "sleep").running == 1)
     began = time.monotonic()
     assert islandora_job.stop_worker("w.pid", grace=0.3) is True
     assert time.monotonic() - began < 3
@@ -370,7 +359,7 @@ def test_the_foreground_worker_writes_and_removes_its_pidfile(
     cli_process, gearman_server, job_settings
 ) -> None:
     worker = cli_process("worker", "--only", "hello", "add", "--pidfile", "fg.pid")
-    _wait_for(lambda: _workers(gearman_server.address))
+    wait_until(lambda: _workers(gearman_server.address))
     (info,) = _workers(gearman_server.address)
     assert info.client_id == client_id(worker.pid)
     assert sorted(info.functions) == ["add", "hello"]
@@ -392,7 +381,7 @@ def test_the_worker_leaves_a_pidfile_that_no_longer_names_it(
     cli_process, gearman_server, job_settings
 ) -> None:
     worker = cli_process("worker", "--pidfile", "fg.pid")
-    _wait_for(lambda: _workers(gearman_server.address))
+    wait_until(lambda: _workers(gearman_server.address))
     (job_settings / "fg.pid").write_text("999999\n")
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(10) == 0
@@ -433,7 +422,7 @@ def test_a_worker_that_dies_while_starting_raises_with_its_log_tail(
 @pytest.mark.skipif(shutil.which("gearman") is None, reason="the C gearman tool is not installed")
 def test_the_worker_via_the_gearman_cli(cli_process, gearman_server, job_settings) -> None:
     worker = cli_process("worker", "--via-gearman-cli", "--pidfile", "cli.pid")
-    _wait_for(lambda: _workers(gearman_server.address))
+    wait_until(lambda: _workers(gearman_server.address))
     (info,) = _workers(gearman_server.address)
     assert sorted(info.functions) == list(islandora_job.load_registry().jobs)
     assert _pid(job_settings, "cli.pid") == worker.pid
@@ -449,7 +438,7 @@ def test_the_worker_via_the_gearman_cli(cli_process, gearman_server, job_setting
     assert "the payload is not JSON" in payload.decode_failure(b"".join(result.partial)).message
     worker.send_signal(signal.SIGTERM)
     worker.wait(10)
-    _wait_for(lambda: not tool.is_running())
+    wait_until(lambda: not tool.is_running())
     assert not (job_settings / "cli.pid").exists()
 
 

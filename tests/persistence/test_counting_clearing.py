@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from islandora_job.queue import clear, counts_from_table, jobs_left, status
 from pytest_islandora_job.assertions import wait_for_job
 from pytest_islandora_job.servers import GearmanServer
 from pytest_islandora_job.workerpool import WorkerPool
+from tests.helpers import wait_until
 
 # No worker serves these functions: their jobs stay queued until cleared.
 JOBS = {"count_a": 3, "count_b": 2}
@@ -26,13 +26,6 @@ def queue_jobs(address: str) -> None:
         for function, count in JOBS.items():
             for i in range(count):
                 client.submit_background(function, i)
-
-
-def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def running_jobs(address: str, function: str) -> int:

@@ -33,6 +33,7 @@ from islandora_job.gearman.connection import ServerUnavailable
 from islandora_job.gearman.protocol import PacketType, ProtocolError, response
 from islandora_job.workers import client_id
 from pytest_islandora_job import factories
+from tests.helpers import wait_until
 from tests.reliability.oddjobs import ODD_NAMES
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -237,10 +238,11 @@ def test_a_worker_given_malformed_bytes_by_one_server_drops_it_and_serves_the_ot
     scripts = list(WORKER_SCRIPTS.values())
     # Each answer starts with a valid NO_JOB, which resets the worker's reconnect backoff.
     hostile.reply = lambda n: NO_JOB + scripts[n % len(scripts)]
-    deadline = time.monotonic() + 30
-    while hostile.connections < len(scripts) + 1:
-        assert time.monotonic() < deadline, f"{hostile.connections} hostile connections"
-        time.sleep(0.02)
+    wait_until(
+        lambda: hostile.connections >= len(scripts) + 1,
+        timeout=30,
+        what=f"{len(scripts) + 1} connections to the hostile server",
+    )
     with JobClient([gearman_server.address]) as client:
         assert client.submit("echo", "still", "here", timeout=10) == ["still", "here"]
     with GearmanAdmin(gearman_server.address) as admin:

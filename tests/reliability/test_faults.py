@@ -28,6 +28,7 @@ from pytest_islandora_job.cluster import GearmanCluster
 from pytest_islandora_job.config import ServerSettings
 from pytest_islandora_job.servers import GearmanServer, ServerStartError, make_servers
 from pytest_islandora_job.workerpool import WorkerPool
+from tests.helpers import queued, wait_until
 
 MODULES = ["tests.jobs", "tests.reliability.jobs"]
 SECRET = "s3cret-never-shown"
@@ -45,13 +46,6 @@ fault_cluster = factories.gearman_server(count=2, scope="function")
 fault_cluster_worker = factories.job_worker("fault_cluster", modules=MODULES, count=2)
 
 
-def _wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not in {timeout} s: {what}"
-        time.sleep(0.01)
-
-
 def _pids(pool: WorkerPool) -> list[int]:
     return [int((pool.temp_dir / name).read_text()) for name in pool.pidfiles]
 
@@ -66,10 +60,6 @@ def _workers_of(server: GearmanServer, function: str) -> int:
         return sum(row.workers for row in server.status() if row.function == function)
     except OSError:
         return 0
-
-
-def _queued(server: GearmanServer, function: str) -> int:
-    return sum(row.queued for row in server.status() if row.function == function)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -89,7 +79,7 @@ def _kill_while_marking(client: JobClient, marks: Path) -> tuple[int, Callable[[
     executor = ThreadPoolExecutor(1)
     future = executor.submit(client.submit, "mark", str(marks), 1.0, timeout=30)
     executor.shutdown(wait=False)
-    _wait_for(lambda: _marks(marks), what="a worker to take the job")
+    wait_until(lambda: _marks(marks), what="a worker to take the job")
     (holder,) = _marks(marks)
     os.kill(holder, signal.SIGKILL)
     return holder, lambda: future.result(timeout=40)
@@ -159,7 +149,7 @@ def test_workers_and_clients_outlive_a_gearmand_restart_without_spinning(
         assert time.monotonic() - began < 4
     assert not {psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD} & set(alive)
     assert all(used < MAX_OUTAGE_CPU for used in cpu_used.values()), cpu_used
-    _wait_for(lambda: _workers_of(fault_gearman, "pid") == len(pids), what="both workers back")
+    wait_until(lambda: _workers_of(fault_gearman, "pid") == len(pids), what="both workers back")
     assert _pids(fault_worker) == pids
     for log in logs:
         delays = _retry_delays(log)
@@ -174,7 +164,7 @@ def test_restart_under_connected_workers_and_clients(fault_gearman, fault_worker
         assert client.submit("add", 1, 1, timeout=10) == 2
         fault_gearman.restart()
         assert client.submit("add", 2, 2, timeout=10) == 4
-        _wait_for(lambda: _workers_of(fault_gearman, "add") == 2, what="both workers back")
+        wait_until(lambda: _workers_of(fault_gearman, "add") == 2, what="both workers back")
         assert {client.submit("pid", timeout=10) for _ in range(20)} <= set(pids)
     assert _pids(fault_worker) == pids and all(psutil.pid_exists(pid) for pid in pids)
 
@@ -184,7 +174,7 @@ def test_a_client_waiting_on_a_job_when_gearmand_dies_is_told_at_once(
 ) -> None:
     with JobClient([fault_gearman.address]) as client, ThreadPoolExecutor(1) as executor:
         future = executor.submit(client.submit, "sleep", 2, timeout=30)
-        _wait_for(
+        wait_until(
             lambda: any(r.running for r in fault_gearman.status() if r.function == "sleep"),
             what="the job to run",
         )
@@ -220,12 +210,12 @@ def test_with_two_servers_one_killed_clients_and_workers_carry_on(
         assert [client.submit("add", i, 1, timeout=10) for i in range(20)] == list(range(1, 21))
         for _ in range(5):
             assert_background_handle(client.submit_background("mark", str(tmp_path / "bg")))
-    _wait_for(lambda: len(_marks(tmp_path / "bg")) == 5, what="5 background jobs run")
+    wait_until(lambda: len(_marks(tmp_path / "bg")) == 5, what="5 background jobs run")
     assert _two_at_once(fault_cluster.addresses, tmp_path / "one-down") == pids
     assert _workers_of(second, "mark") == 2
     # The first server back: the workers reconnect to it and serve jobs given to it alone.
     first.restart()
-    _wait_for(lambda: _workers_of(first, "mark") == 2, what="the workers back on the first")
+    wait_until(lambda: _workers_of(first, "mark") == 2, what="the workers back on the first")
     assert _two_at_once([first.address], tmp_path / "first-back") == pids
     assert set(_pids(fault_cluster_worker)) == pids
 
@@ -331,5 +321,5 @@ def test_a_foreground_job_that_timed_out_never_runs_later(
             client.submit("mark", str(marks), timeout=0.2)
         fault_worker.start()
         assert client.submit("mark", str(tmp_path / "later"), timeout=10) in _pids(fault_worker)
-    _wait_for(lambda: _queued(fault_gearman, "mark") == 0, what="the ignored job discarded")
+    wait_until(lambda: queued(fault_gearman.address, "mark") == 0, what="the ignored job discarded")
     assert not marks.exists()

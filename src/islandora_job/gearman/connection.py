@@ -210,10 +210,6 @@ class Connection:
                 except BlockingIOError:
                     continue
 
-    def has_pending(self) -> bool:
-        """True when decoded items wait in the buffer (no socket read needed)."""
-        return bool(self._pending)
-
     def read_packet(self, timeout: float | None = -1.0) -> Any:
         """Return the next decoded item, reading from the socket as needed.
 

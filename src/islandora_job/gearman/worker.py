@@ -228,6 +228,11 @@ class GearmanWorker:
         """Addresses of the servers that have acknowledged this worker's functions."""
         return [s.address for s in self._servers if s.ready and s.conn is not None]
 
+    def sleeping_on(self) -> list[str]:
+        """Addresses of the servers this worker has told PRE_SLEEP and that have not woken it
+        since: it waits there for a NOOP, with no job of theirs in hand."""
+        return [s.address for s in self._servers if s.sleeping and s.conn is not None]
+
     def request_stop(self) -> None:
         """Make :meth:`work` return: at once when idle, after the current job otherwise.
 

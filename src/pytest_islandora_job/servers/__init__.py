@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_islandora_job.config import ServerSettings
 from pytest_islandora_job.readiness import ServerStartError
 from pytest_islandora_job.servers.base import GearmanServer
 
-__all__ = ["GearmanServer", "ServerStartError", "make_servers"]
+if TYPE_CHECKING:
+    from pytest_islandora_job.databases.base import QueueDatabase
+
+__all__ = ["GearmanServer", "ServerStartError", "client_host", "make_servers"]
+
+#: Listen addresses meaning "every interface": clients reach such a server on loopback.
+_WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def client_host(listen: str) -> str:
+    """The host a client on this machine connects to for a gearmand listening on `listen`:
+    the address itself, or 127.0.0.1 for a wildcard (0.0.0.0, ::, empty). Never raises."""
+    return "127.0.0.1" if listen in _WILDCARDS else listen
 
 
 def make_servers(settings: ServerSettings, workdir: Path, count: int = 1) -> list[GearmanServer]:
@@ -33,7 +46,7 @@ def make_servers(settings: ServerSettings, workdir: Path, count: int = 1) -> lis
     ]
 
 
-def _database(settings: ServerSettings, workdir: Path, index: int):  # -> QueueDatabase | None
+def _database(settings: ServerSettings, workdir: Path, index: int) -> QueueDatabase | None:
     if settings.queue == "builtin":
         return None
     from pytest_islandora_job.databases import make_database

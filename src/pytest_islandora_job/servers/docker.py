@@ -19,6 +19,7 @@ from pytest_islandora_job.docker import client, containers
 from pytest_islandora_job.docker.databases import ContainerSide, make_container_database
 from pytest_islandora_job.docker.image import ensure_image
 from pytest_islandora_job.readiness import ServerStartError
+from pytest_islandora_job.servers import client_host
 from pytest_islandora_job.servers.base import GearmanServer, tail
 
 if TYPE_CHECKING:
@@ -41,10 +42,13 @@ class DockerGearmanServer(GearmanServer):
         super().__init__(settings, make_container_database(settings, workdir / "queue"))
         self.workdir = workdir
         self.log_path = workdir / "gearmand.log"
-        listen = settings.listen
-        self.host = listen if listen not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        self._claimed = ports.claim_port() if settings.port is None else None
-        self.port = settings.port if settings.port is not None else self._claimed
+        self.host = client_host(settings.listen)
+        # The claimed port, kept apart from self.port, which a remote engine may change.
+        self._claimed: int | None = None
+        if settings.port is None:
+            self._claimed = self.port = ports.claim_port()
+        else:
+            self.port = settings.port
         self._container: DockerContainer | None = None
         self._local = True
         self._logs = containers.LogFollower(self.log_path)

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from islandora_job.config import parse_server
+from islandora_job.gearman.connection import parse_address
 from pytest_islandora_job.config import ServerSettings
 from pytest_islandora_job.servers.base import GearmanServer
 
 
 class ExternalGearmanServer(GearmanServer):
-    """A running gearmand reached at host:port; kill(), restart() and stop() are refused."""
+    """A running gearmand reached at host:port ([v6]:port for IPv6); kill(), restart() and
+    stop() are refused. Raises ValueError, naming the fix, on a malformed address."""
 
     backend = "external"
 
     def __init__(self, settings: ServerSettings, address: str) -> None:
         super().__init__(settings)
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"--gearman-servers: {address!r} is not host:port")
-        self.host, self.port = host, int(port)
+        try:
+            self._address = parse_server(address)
+        except ValueError as exc:
+            raise ValueError(f"--gearman-servers: {exc}") from None
+        self.host, self.port = parse_address(self._address)
+
+    @property
+    def address(self) -> str:
+        """ "host:port" ("[v6]:port" for an IPv6 host) as clients and workers take it."""
+        return self._address
 
     def start(self) -> None:
         """Check the server answers admin `version`; raises ServerStartError if it does not."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from pytest_islandora_job import ports, processes
 from pytest_islandora_job.readiness import ServerStartError
+from pytest_islandora_job.servers import client_host
 from pytest_islandora_job.servers.base import GearmanServer
 
 if TYPE_CHECKING:
@@ -72,10 +73,10 @@ class ProcessGearmanServer(GearmanServer):
     ) -> None:
         super().__init__(settings, database)
         self.workdir = workdir
-        self.host = settings.listen if settings.listen not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        self.host = client_host(settings.listen)
         self.port = settings.port if settings.port is not None else ports.claim_port()
         self._claimed = settings.port is None
-        self.log_path = workdir / "gearmand.log"
+        self.log_path: Path = workdir / "gearmand.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._database_started = False
 
@@ -122,11 +123,11 @@ class ProcessGearmanServer(GearmanServer):
             self._database_started = True
         self._version = None
         argv = self.command()
-        self._proc = processes.spawn(argv, self.log_path)
+        proc = self._proc = processes.spawn(argv, self.log_path)
         try:
-            self.wait_ready(self.settings.start_timeout, lambda: self._proc.poll() is None)
+            self.wait_ready(self.settings.start_timeout, lambda: proc.poll() is None)
         except ServerStartError:
-            processes.stop(self._proc, grace=1.0)
+            processes.stop(proc, grace=1.0)
             raise
 
     def stop(self) -> None:

@@ -1,0 +1,37 @@
+"""Small helpers the test modules share: polling waits, fresh names, queue counts."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from islandora_job.gearman.admin import FunctionStatus, GearmanAdmin
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """Poll `condition` until it returns something true; AssertionError (naming `what`) after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what or 'condition'}"
+        time.sleep(0.01)
+
+
+def fresh(prefix: str = "f") -> str:
+    """A name no other test uses (for a Gearman function): `prefix`, a dash, 10 hex digits."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def function_status(address: str, function: str) -> FunctionStatus:
+    """The admin `status` row of `function` at `address` (all zero when the server has none)."""
+    with GearmanAdmin(address) as admin:
+        for row in admin.status():
+            if row.function == function:
+                return row
+    return FunctionStatus(function, 0, 0, 0)
+
+
+def queued(address: str, function: str) -> int:
+    """Jobs of `function` at `address` not finished yet (running ones included)."""
+    return function_status(address, function).queued
