@@ -16,8 +16,10 @@ import dataclasses
 import json
 import math
 from collections.abc import Sequence
+from typing import cast
 
 from islandora_job.config import DEFAULT_MAX_PAYLOAD, ENV_MAX_PAYLOAD, ENV_RESULTS
+from islandora_job.gearman.protocol import function_name
 
 # The payload key by which our client asks our worker for a JSON result (the original
 # module's router ignores keys it does not know).
@@ -39,15 +41,8 @@ class RemoteFailure:
 
 def check_job_name(job_name: object) -> str:
     """Return the name when it can be a Gearman function name; ValueError/TypeError if not."""
-    if not isinstance(job_name, str):
-        raise TypeError(f"a job name must be a str, not {type(job_name).__name__}")
-    if not job_name:
-        raise ValueError("the job name is empty: give the name a module registered")
-    if "\0" in job_name:
-        raise ValueError(
-            f"job name {job_name!r} contains a NUL byte, which the Gearman protocol cannot carry"
-        )
-    return job_name
+    function_name(job_name, "job name")  # TypeError unless a str
+    return cast(str, job_name)
 
 
 def gearman_function(job_name: str, site: str | None) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .connection import Connection, ServerUnavailable, parse_address
-from .protocol import MAX_PACKET_SIZE, PacketType, ProtocolError, request
+from .protocol import MAX_PACKET_SIZE, PacketType, ProtocolError, function_name, request
 from .tracker import (
     Event,
     JobCreated,
@@ -94,15 +94,6 @@ class ServerError(Exception):
         self.message = message
 
 
-def _name(function: str) -> bytes:
-    if not function or "\0" in function:
-        raise ValueError(
-            f"function name {function!r} is empty or contains a NUL byte; Gearman function "
-            "names must be non-empty and NUL-free"
-        )
-    return function.encode("utf-8", "surrogateescape")
-
-
 # The version (4) and RFC 4122 variant bits of a UUID, as uuid.UUID(version=4) sets them.
 _UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
@@ -135,7 +126,9 @@ def _submit_packet(job: Job, kinds: dict[Priority, PacketType]) -> bytes:
     priority = job.priority
     if not isinstance(priority, Priority):
         raise TypeError(f"priority must be a Priority, not {priority!r}")
-    return request(kinds[priority], _name(job.function), _unique(job.unique), _payload(job.data))
+    return request(
+        kinds[priority], function_name(job.function), _unique(job.unique), _payload(job.data)
+    )
 
 
 def _within(limit: float, deadline: float | None) -> float:

@@ -27,6 +27,7 @@ __all__ = [
     "ProtocolError",
     "admin_command",
     "encode",
+    "function_name",
     "request",
     "response",
 ]
@@ -276,6 +277,23 @@ class PacketDecoder:
         # A fresh buffer: the old one may be exported to a memoryview right now.
         self._buffer = bytearray()
         raise ProtocolError(message)
+
+
+def function_name(name: object, what: str = "function name") -> bytes:
+    """The wire bytes of a Gearman function name (UTF-8, surrogates kept).
+
+    Raises TypeError when ``name`` is not a str, ValueError when it is empty or holds a NUL
+    byte (which separates arguments on the wire); ``what`` names it in the message.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a {what} must be a str, not {type(name).__name__}")
+    if not name:
+        raise ValueError(f"the {what} is empty: Gearman function names must be non-empty")
+    if "\0" in name:
+        raise ValueError(
+            f"{what} {name!r} contains a NUL byte, which the Gearman protocol cannot carry"
+        )
+    return name.encode("utf-8", "surrogateescape")
 
 
 def admin_command(line: str) -> bytes:

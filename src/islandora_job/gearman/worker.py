@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from .connection import Connection, ServerUnavailable, parse_address
-from .protocol import Packet, PacketType, ProtocolError, request
+from .protocol import Packet, PacketType, ProtocolError, function_name, request
 
 __all__ = ["GearmanWorker", "GrabRefused", "WorkFailure", "WorkerJob"]
 
@@ -210,12 +210,7 @@ class GearmanWorker:
 
         Raises ValueError on an empty function name or one holding NUL.
         """
-        if not function or "\0" in function:
-            raise ValueError(
-                f"function name {function!r} is empty or contains a NUL byte; Gearman "
-                "function names must be non-empty and NUL-free"
-            )
-        raw = function.encode("utf-8", "surrogateescape")
+        raw = function_name(function)
         self._handlers[raw] = (function, handler)
         for server in self._servers:
             if server.conn is not None and not server.conn.connecting:
