@@ -228,11 +228,13 @@ def _start_worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _start_worker(args: argparse.Namespace) -> int:
-    path = workers.pidfile_path(args.pidfile)
-    if not workers.start_worker(args.pidfile, timeout=args.timeout):
+    resolved = settings()
+    path = workers.pidfile_path(args.pidfile, settings=resolved)
+    if not workers.start_worker(args.pidfile, timeout=args.timeout, settings=resolved):
         print(f"{PROG}: a worker already runs with pidfile {path}", file=sys.stderr)
         return 1
-    print(f"worker started: pidfile {path}, log {workers.worker_log_path(args.pidfile)}")
+    log_path = workers.worker_log_path(args.pidfile, settings=resolved)
+    print(f"worker started: pidfile {path}, log {log_path}")
     return 0
 
 
@@ -244,8 +246,9 @@ def _stop_worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _stop_worker(args: argparse.Namespace) -> int:
-    path = workers.pidfile_path(args.pidfile)
-    if not workers.stop_worker(args.pidfile, grace=args.grace):
+    resolved = settings()
+    path = workers.pidfile_path(args.pidfile, settings=resolved)
+    if not workers.stop_worker(args.pidfile, grace=args.grace, settings=resolved):
         print(f"{PROG}: no live worker with pidfile {path}", file=sys.stderr)
         return 1
     print(f"worker stopped: pidfile {path}")
