@@ -25,7 +25,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("islandora-job", "islandora-job: gearmand, queues and job workers")
     for option in options.OPTIONS:
         default = "" if option.default is None else str(option.default)
-        group.addoption(options.flag(option), dest=option.name, default=None, help=option.help)
+        group.addoption(
+            options.flag(option),
+            dest=option.name,
+            default=None,
+            help=option.help,
+            **options.flag_arguments(option),
+        )
         parser.addini(option.name, f"{option.help} (default: {default or 'none'})", default=None)
 
 
