@@ -45,7 +45,7 @@ def succeeded(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def _once(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+def _once(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], object]) -> Path:
     """A directory made once per run, shared by its xdist workers: `make(directory)` fills it."""
     base = factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -31,7 +31,9 @@ def _docstrings(listing: str) -> dict[str, str]:
     return found
 
 
-def test_pytest_fixtures_shows_a_docstring_for_every_fixture(fresh_venv: Path, tmp_path: Path):
+def test_pytest_fixtures_shows_a_docstring_for_every_fixture(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
     listing = succeeded(run([fresh_venv / "bin" / "pytest", "--fixtures"], cwd=tmp_path))
     docs = _docstrings(listing)
     missing = [name for name in FIXTURES if name not in docs]
@@ -41,13 +43,15 @@ def test_pytest_fixtures_shows_a_docstring_for_every_fixture(fresh_venv: Path, t
     assert len({docs[name] for name in FIXTURES}) == len(FIXTURES)  # each its own
 
 
-def test_the_command_tells_its_version(fresh_venv: Path, dist: Dist):
+def test_the_command_tells_its_version(fresh_venv: Path, dist: Dist) -> None:
     version = dist.wheel.name.split("-")[1]
     out = succeeded(run([fresh_venv / "bin" / "islandora-job", "--version"]))
     assert out == f"islandora-job {version}\n"
 
 
-def test_the_docker_backend_without_the_extra_is_a_usage_error(fresh_venv: Path, tmp_path: Path):
+def test_the_docker_backend_without_the_extra_is_a_usage_error(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
     (tmp_path / "test_it.py").write_text("def test_it(gearman_server): pass\n")
     result = run([fresh_venv / "bin" / "pytest", "--gearman-backend=docker"], cwd=tmp_path)
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr

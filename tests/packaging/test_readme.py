@@ -40,7 +40,7 @@ def write_project(directory: Path, route: str) -> None:
     (directory / "pyproject.toml").write_text(chosen, encoding="utf-8")
 
 
-def test_the_quick_start_names_every_file_it_needs():
+def test_the_quick_start_names_every_file_it_needs() -> None:
     names = [name for name, _ in quick_start_blocks()]
     assert names.count("pyproject.toml") == 2  # one per route
     for needed in ("mypackage/jobs.py", "mypackage/fixity.py", "tests/test_jobs.py"):
@@ -49,7 +49,7 @@ def test_the_quick_start_names_every_file_it_needs():
 
 def test_the_quick_start_runs_with_the_ini_key(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     for name in ("ISLANDORA_JOB_SERVERS", "ISLANDORA_JOB_TEMP_DIR", "ISLANDORA_JOB_MODULES"):
         monkeypatch.delenv(name, raising=False)
     write_project(pytester.path, "[tool.pytest.ini_options]")
@@ -59,7 +59,7 @@ def test_the_quick_start_runs_with_the_ini_key(
 
 def test_the_quick_start_runs_through_the_entry_point_once_installed(
     fresh_venv: Path, tmp_path: Path
-):
+) -> None:
     write_project(tmp_path, "[project]")
     succeeded(run([fresh_venv / "bin" / "pip", "install", "-q", "-e", tmp_path]))
     out = succeeded(run([fresh_venv / "bin" / "pytest", "-p", "no:cacheprovider"], cwd=tmp_path))

@@ -36,7 +36,7 @@ def _members(dist: Dist) -> dict[str, tarfile.TarInfo]:
         }
 
 
-def test_the_sdist_carries_the_tests_examples_benchmarks_makefile_and_scripts(dist: Dist):
+def test_the_sdist_carries_the_tests_examples_benchmarks_makefile_and_scripts(dist: Dist) -> None:
     members = _members(dist)
     expected = _source_files()
     assert "tests/packaging/test_sdist.py" in expected  # the walk sees the tree
@@ -48,14 +48,14 @@ def test_the_sdist_carries_the_tests_examples_benchmarks_makefile_and_scripts(di
     assert not [name for name in members if name.startswith("examples/") and ".egg-info" in name]
 
 
-def test_the_license_is_debians_gpl3_text():
+def test_the_license_is_debians_gpl3_text() -> None:
     text = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert text.split()[:5] == ["GNU", "GENERAL", "PUBLIC", "LICENSE", "Version"]
     if DEBIAN_GPL3.exists():  # Debian's base-files ships the text the file is a copy of
         assert text == DEBIAN_GPL3.read_text(encoding="utf-8")
 
 
-def test_the_wheel_is_typed_licensed_and_classified(dist: Dist):
+def test_the_wheel_is_typed_licensed_and_classified(dist: Dist) -> None:
     with zipfile.ZipFile(dist.wheel) as wheel:
         names = set(wheel.namelist())
         info = next(name.split("/")[0] for name in names if name.endswith(".dist-info/METADATA"))

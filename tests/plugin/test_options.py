@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_islandora_job import config
 
 
-def test_every_option_has_an_ini_twin_in_one_help_group(pytester: pytest.Pytester):
+def test_every_option_has_an_ini_twin_in_one_help_group(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--help")
     text = result.stdout.str()
     group = text.split("islandora-job: gearmand, queues and job workers:")[1]
@@ -29,14 +30,14 @@ def test_every_option_has_an_ini_twin_in_one_help_group(pytester: pytest.Pyteste
     ],
 )
 def test_factory_argument_beats_option_beats_ini_beats_default(
-    pytester: pytest.Pytester, args, ini, override, expected
-):
+    pytester: pytest.Pytester, args: list[str], ini: str, override: int | None, expected: int
+) -> None:
     pytester.makeini(f"[pytest]\n{ini}\n")
     parsed = pytester.parseconfig(*args)
     assert config.get(parsed, "gearman_threads", override) == expected
 
 
-def test_false_is_honoured_for_booleans(pytester: pytest.Pytester):
+def test_false_is_honoured_for_booleans(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\ngearman_strict_queue = true\n")
     assert config.get(pytester.parseconfig(), "gearman_strict_queue") is True
     assert (
@@ -45,7 +46,7 @@ def test_false_is_honoured_for_booleans(pytester: pytest.Pytester):
     )
 
 
-def test_bad_values_are_usage_errors_naming_the_option(pytester: pytest.Pytester):
+def test_bad_values_are_usage_errors_naming_the_option(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--gearman-threads=many")
     result.stderr.fnmatch_lines(
         ["*--gearman-threads / ini gearman_threads: cannot read 'many' as int*"]
@@ -57,12 +58,12 @@ def test_bad_values_are_usage_errors_naming_the_option(pytester: pytest.Pytester
     )
 
 
-def test_external_backend_needs_servers(pytester: pytest.Pytester):
+def test_external_backend_needs_servers(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--gearman-backend=external")
     result.stderr.fnmatch_lines(["*--gearman-backend=external needs --gearman-servers host:port*"])
 
 
-def test_report_header_names_backend_gearmand_and_queues(pytester: pytest.Pytester):
+def test_report_header_names_backend_gearmand_and_queues(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest("--gearman-queue=sqlite")
     result.stdout.fnmatch_lines(
@@ -73,7 +74,7 @@ def test_report_header_names_backend_gearmand_and_queues(pytester: pytest.Pytest
     )
 
 
-def test_unknown_persistent_queue_is_a_usage_error(pytester: pytest.Pytester):
+def test_unknown_persistent_queue_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\ngearman_queues = mysql oracle\n")
     pytester.makepyfile("def test_it(persistent_gearman_server): pass")
     result = pytester.runpytest()
@@ -82,15 +83,15 @@ def test_unknown_persistent_queue_is_a_usage_error(pytester: pytest.Pytester):
     )
 
 
-def test_the_readme_documents_every_option():
+def test_the_readme_documents_every_option() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     for option in config.OPTIONS:
         assert f"| `{config.flag(option)}` | `{option.name}` |" in readme
 
 
 def test_a_run_inside_the_run_leaves_the_outer_servers_alone(
-    pytester: pytest.Pytester, gearman_server
-):
+    pytester: pytest.Pytester, gearman_server: Any
+) -> None:
     pytester.makepyfile("def test_nothing(): pass")
     pytester.runpytest().assert_outcomes(passed=1)  # in this process: its end sweeps children
     assert gearman_server.pid is not None
@@ -98,7 +99,7 @@ def test_a_run_inside_the_run_leaves_the_outer_servers_alone(
     assert isinstance(gearman_server.status(), list)  # still answers
 
 
-def test_report_header_names_the_image_on_docker(pytester: pytest.Pytester):
+def test_report_header_names_the_image_on_docker(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest("--gearman-backend=docker", "--gearman-image=mine/gearmand:1")
     result.stdout.fnmatch_lines(
@@ -106,13 +107,13 @@ def test_report_header_names_the_image_on_docker(pytester: pytest.Pytester):
     )
 
 
-def test_strict_queue_is_an_on_off_flag_that_takes_no_value(pytester: pytest.Pytester):
+def test_strict_queue_is_an_on_off_flag_that_takes_no_value(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\ngearman_strict_queue = true\n")
     pytester.makepyfile(
         test_a="""
 from pytest_islandora_job import config
 
-def test_on(request):
+def test_on(request) -> None:
     assert config.get(request.config, "gearman_strict_queue") is True
 """,
         test_b="def test_not_run(): raise AssertionError('only test_a.py was named')",
@@ -189,7 +190,7 @@ MISUSES = [
 CHECKED_BY_FIXTURES = {"gearmand_exec"}
 
 
-def test_every_option_is_misused_once_below():
+def test_every_option_is_misused_once_below() -> None:
     misused = {name for name, *_ in MISUSES}
     assert misused | CHECKED_BY_FIXTURES == {option.name for option in config.OPTIONS}
 
@@ -199,8 +200,8 @@ def test_every_option_is_misused_once_below():
     [pytest.param(args, ini, message, id=name) for name, args, ini, message in MISUSES],
 )
 def test_a_misused_option_stops_the_run_with_one_line_even_when_no_test_uses_a_fixture(
-    pytester: pytest.Pytester, args, ini, message
-):
+    pytester: pytest.Pytester, args: list[str], ini: str, message: str
+) -> None:
     pytester.makeini(f"[pytest]\n{ini}\n")
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest(*args)
@@ -220,7 +221,7 @@ sys.modules["docker"] = None
 
 def test_docker_backend_without_the_docker_extra_is_a_usage_error_not_a_skip(
     pytester: pytest.Pytester,
-):
+) -> None:
     pytester.makeconftest(BLOCK_DOCKER_EXTRA)
     pytester.makepyfile("def test_it(gearman_server): pass")
     result = pytester.runpytest_subprocess("--gearman-backend=docker")
