@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tarfile
 import zipfile
 from pathlib import Path
@@ -78,3 +79,18 @@ def test_the_wheel_is_typed_licensed_and_classified(dist: Dist) -> None:
     assert any(line.startswith("Classifier: Development Status :: ") for line in lines)
     assert any(line.startswith("Project-URL: ") for line in lines)
     assert (ROOT / "CHANGELOG.md").read_text(encoding="utf-8").startswith("# Changelog\n")
+
+
+def test_make_test_oldest_pins_the_floor_the_package_declares(dist: Dist) -> None:
+    with zipfile.ZipFile(dist.wheel) as wheel:
+        info = next(n.split("/")[0] for n in wheel.namelist() if n.endswith("dist-info/METADATA"))
+        metadata = wheel.read(f"{info}/METADATA").decode()
+    floors = dict(re.findall(r"^Requires-Dist: (pytest|pluggy)>=([\d.]+)$", metadata, re.M))
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    pins = re.search(r"^OLDEST_PINS := (.*)$", makefile, re.M)
+    assert pins is not None
+    assert dict(pin.split("==") for pin in pins.group(1).split()) == {
+        name: f"{version}.0" if version.count(".") == 1 else version
+        for name, version in floors.items()
+    }
+    assert "make test-oldest" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
