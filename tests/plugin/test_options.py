@@ -54,7 +54,7 @@ def test_bad_values_are_usage_errors_naming_the_option(pytester: pytest.Pytester
 
     result = pytester.runpytest("--gearman-backend=kubernetes")
     result.stderr.fnmatch_lines(
-        ["*unknown backend 'kubernetes'; use one of process, docker, external*"]
+        [f"*unknown backend 'kubernetes'; use one of {', '.join(config.BACKENDS)}*"]
     )
 
 
@@ -128,9 +128,9 @@ def test_on(request) -> None:
 # One misuse of every option: (option, command-line arguments, ini lines, the message's end).
 MISUSES = [
     ("gearman_backend", ["--gearman-backend=kubernetes"], "",
-     "--gearman-backend: unknown backend 'kubernetes'; use one of process, docker, external"),
+     f"--gearman-backend: unknown backend 'kubernetes'; use one of {', '.join(config.BACKENDS)}"),
     ("gearman_queue", ["--gearman-queue=oracle"], "",
-     "--gearman-queue: unknown queue type 'oracle'; use one of builtin, mysql, postgres, sqlite"),
+     f"--gearman-queue: unknown queue type 'oracle'; use one of {', '.join(config.QUEUES)}"),
     ("gearman_queues", [], "gearman_queues = mysql oracle",
      "--gearman-queues / ini gearman_queues: unknown oracle; use any of mysql postgres sqlite"),
     ("gearman_listen", ["--gearman-listen=127.0.0.1:4730"], "",
