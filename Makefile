@@ -8,12 +8,17 @@ APT_PACKAGES := gearman-job-server gearman-tools mariadb-server mariadb-client p
 	php-cli php-gearman libgearman-client-perl gearman-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?= -n 2
+# The oldest pytest and pluggy the package declares, and the part of the suite run on them.
+OLDEST_VENV ?= .venv-oldest
+OLDEST_PINS := pytest==7.0.0 pluggy==1.2.0
+OLDEST_TESTS := tests/plugin/test_fixtures.py tests/library/test_api.py
 
-.PHONY: help system-deps venv venv-test compile demo test bench lint clean
+.PHONY: help system-deps venv venv-test compile demo test test-oldest bench lint clean
 
 help:
 	@echo "make demo   install what is missing, then run a job end to end through a real gearmand"
 	@echo "make test   install what is missing (with test extras), then run the whole suite"
+	@echo "make test-oldest  run part of the suite on the oldest pytest and pluggy supported"
 	@echo "make bench  run the benchmarks (after make test's set-up) and print the table"
 	@echo "make lint   ruff check, format check and mypy --strict on src/"
 
@@ -53,6 +58,15 @@ demo: system-deps venv compile
 test: system-deps venv-test compile
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# Without the docker extra: the Docker cases are deselected (under CI=true they would fail).
+$(OLDEST_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q $(OLDEST_PINS) -e .
+	touch $@
+
+test-oldest: system-deps $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/pytest -p no:cacheprovider -q -k "not docker" $(OLDEST_TESTS)
+
 bench: system-deps venv-test compile
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
@@ -62,4 +76,4 @@ lint: venv-test
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache bench-results.json
+	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .ruff_cache bench-results.json

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import json
 import logging
 import sys
@@ -29,6 +30,7 @@ from islandora_job.gearman.protocol import ProtocolError
 from islandora_job.registry import RegistryError, UnknownJob, load_registry
 
 PROG = "islandora-job"
+DISTRIBUTION = "pytest-islandora-job"
 
 # Failures a user can fix: reported in one line, exit status 1.
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
@@ -311,6 +313,7 @@ COMMANDS: list[Command] = [
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command in COMMANDS."""
     parser = argparse.ArgumentParser(prog=PROG, description="Gearman jobs, Islandora Job style.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument(
         "--servers", help=f"comma-separated gearmand host:port list (default: {ENV_SERVERS})"
     )
@@ -328,6 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_arguments(sub)
         sub.set_defaults(run=command.run)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version ("not installed" when run from a bare source tree)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def _setup_logging(command: str) -> None:

@@ -71,6 +71,7 @@ def gearman_server(
     count: int | None = None,
     scope: Scope = "session",
     params: Sequence[dict[str, Any]] | None = None,
+    doc: str | None = None,
 ) -> Any:
     """A fixture yielding a started gearmand (or a GearmanCluster of `count` of them).
 
@@ -78,16 +79,19 @@ def gearman_server(
     `params`, a list of {"queue": ..., "backend": ...} dicts, runs each test once per entry
     (ids like "docker-sqlite"); a fixture parametrized indirectly may also get the queue type
     as a bare string. While the fixture is active, islandora_job's module-level API and the
-    workers it starts use these servers.
+    workers it starts use these servers. `doc` is the fixture's docstring, which
+    `pytest --fixtures` shows. Raises ValueError when count is below 1.
     """
     if count is not None and count < 1:
         raise ValueError(f"count must be 1 or more, not {count}")
     ids = None if params is None else ["-".join(str(v) for v in p.values()) for p in params]
 
-    @pytest.fixture(scope=scope, params=params, ids=ids)
     def server_fixture(
         request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     ) -> Iterator[GearmanServer | GearmanCluster]:
+        """A started gearmand (a GearmanServer, or a GearmanCluster when built with count=N),
+        made by factories.gearman_server(); islandora_job's module-level API uses it while
+        it is active."""
         param = getattr(request, "param", None)
         chosen = param if isinstance(param, dict) else {"queue": param}
         settings = config.server_settings(
@@ -113,7 +117,8 @@ def gearman_server(
             ):
                 yield value
 
-    return server_fixture
+    server_fixture.__doc__ = doc or server_fixture.__doc__
+    return pytest.fixture(scope=scope, params=params, ids=ids)(server_fixture)
 
 
 def addresses(server: GearmanServer | GearmanCluster) -> list[str]:
@@ -135,38 +140,44 @@ def _taking(fixture_name: str) -> Callable[[Callable[..., Any]], Callable[..., A
     return decorate
 
 
-def job_client(server_fixture_name: str = "gearman_server") -> Any:
-    """A function-scoped fixture giving an islandora_job.JobClient bound to that server."""
+def job_client(server_fixture_name: str = "gearman_server", doc: str | None = None) -> Any:
+    """A function-scoped fixture giving an islandora_job.JobClient bound to that server;
+    `doc` is its docstring, which `pytest --fixtures` shows."""
 
-    @pytest.fixture
     @_taking(server_fixture_name)
     def client_fixture(**server_fixture: Any) -> Iterator[islandora_job.JobClient]:
+        """An islandora_job.JobClient bound to a server fixture, made by
+        factories.job_client(); closed after the test."""
         server = server_fixture[server_fixture_name]
         with islandora_job.JobClient(servers=addresses(server)) as client:
             yield client
 
-    return client_fixture
+    client_fixture.__doc__ = doc or client_fixture.__doc__
+    return pytest.fixture(client_fixture)
 
 
 def job_worker(
     server_fixture_name: str = "gearman_server",
     modules: Sequence[str] | None = None,
     count: int | None = None,
+    doc: str | None = None,
 ) -> Any:
     """A function-scoped fixture giving a started WorkerPool on that server.
 
     Modules: this argument > --islandora-job-modules > ini islandora_job_modules >
     ISLANDORA_JOB_MODULES. At teardown the workers stop and jobs the test left queued are
-    drained and reported (an error with ini gearman_strict_queue = true).
+    drained and reported (an error with ini gearman_strict_queue = true). `doc` is the
+    fixture's docstring, which `pytest --fixtures` shows.
     """
 
-    @pytest.fixture
     @_taking(server_fixture_name)
     def worker_fixture(
         request: pytest.FixtureRequest,
         tmp_path_factory: pytest.TempPathFactory,
         **server_fixture: Any,
     ) -> Iterator[WorkerPool]:
+        """Started pidfile-managed workers (a WorkerPool) on a server fixture, made by
+        factories.job_worker(); stopped at teardown, which reports jobs left queued."""
         server = server_fixture[server_fixture_name]
         job_modules = config.get(request.config, "islandora_job_modules", modules)
         pool = WorkerPool(
@@ -180,4 +191,5 @@ def job_worker(
             pool.stop()
             leftovers.settle(request, addresses(server), queued_before)
 
-    return worker_fixture
+    worker_fixture.__doc__ = doc or worker_fixture.__doc__
+    return pytest.fixture(worker_fixture)

@@ -25,7 +25,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("islandora-job", "islandora-job: gearmand, queues and job workers")
     for option in options.OPTIONS:
         default = "" if option.default is None else str(option.default)
-        group.addoption(options.flag(option), dest=option.name, default=None, help=option.help)
+        group.addoption(
+            options.flag(option),
+            dest=option.name,
+            default=None,
+            help=option.help,
+            **options.flag_arguments(option),
+        )
         parser.addini(option.name, f"{option.help} (default: {default or 'none'})", default=None)
 
 
@@ -145,10 +151,38 @@ def pytest_runtest_makereport(
     return report
 
 
-gearman_server = factories.gearman_server()
-persistent_gearman_server = factories.gearman_server()
-gearman_cluster = factories.gearman_server(count=2)
-job_client = factories.job_client("gearman_server")
-job_worker = factories.job_worker("gearman_server")
-persistent_job_worker = factories.job_worker("persistent_gearman_server")
-cluster_job_worker = factories.job_worker("gearman_cluster")
+gearman_server = factories.gearman_server(
+    doc="""A started gearmand for the session (a GearmanServer: host, port, address, queue,
+    log_path, version, pid; status(), kill(), restart()), with the queue type of
+    --gearman-queue. While it is active, islandora_job's module-level API and the workers the
+    fixtures start use it."""
+)
+persistent_gearman_server = factories.gearman_server(
+    doc="""gearman_server with a persistent queue, once per queue type of ini gearman_queues
+    (ids [mysql], [postgres], [sqlite]); adds persisted_jobs(), persisted_counts() and
+    clear_queue(function=None)."""
+)
+gearman_cluster = factories.gearman_server(
+    count=2,
+    doc="""Two started gearmands for the session (a GearmanCluster: .addresses, indexable);
+    clients and workers bound to it get every address.""",
+)
+job_client = factories.job_client(
+    "gearman_server",
+    doc="""An islandora_job.JobClient bound to gearman_server, closed after the test.""",
+)
+job_worker = factories.job_worker(
+    "gearman_server",
+    doc="""One started pidfile-managed worker on gearman_server running the job modules
+    (--islandora-job-modules, ini islandora_job_modules, ISLANDORA_JOB_MODULES or entry
+    points): a WorkerPool with start(count=1), stop(), pidfiles, log_paths. Stopped at
+    teardown, where jobs the test left queued are drained and reported.""",
+)
+persistent_job_worker = factories.job_worker(
+    "persistent_gearman_server",
+    doc="""job_worker on persistent_gearman_server, once per queue type.""",
+)
+cluster_job_worker = factories.job_worker(
+    "gearman_cluster",
+    doc="""job_worker on gearman_cluster: the worker registers with both servers.""",
+)

@@ -105,7 +105,7 @@ def test_jobs_left_queued_are_drained_and_reported(pytester: pytest.Pytester):
 
 def test_strict_queue_turns_leftovers_into_an_error(pytester: pytest.Pytester):
     pytester.makepyfile(LEFTOVER_TESTS)
-    result = pytester.runpytest_subprocess("--gearman-strict-queue=true")
+    result = pytester.runpytest_subprocess("--gearman-strict-queue")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*gearman_strict_queue = true*"])
 
