@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
-BACKENDS = ("process", "docker", "external")
+BACKENDS = ("process", "docker", "external", "embedded")
 QUEUES = ("builtin", "mysql", "postgres", "sqlite")
 PERSISTENT_QUEUES = ("mysql", "postgres", "sqlite")
 
@@ -27,7 +28,11 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("gearman_backend", "how gearmand runs: process, docker or external", "process"),
+    Option(
+        "gearman_backend",
+        "how gearmand runs: process, docker, external, or embedded (a Python server in its place;"
+        " the default when gearmand is not installed, else process)",
+    ),
     Option(
         "gearman_queue", "queue type of gearman_server: builtin, mysql, postgres, sqlite", "builtin"
     ),
@@ -164,6 +169,11 @@ class ServerSettings:
         return self
 
 
+def default_backend(gearmand_exec: str) -> str:
+    """The backend when none was chosen: process where gearmand is installed, else embedded."""
+    return "process" if shutil.which(gearmand_exec) else "embedded"
+
+
 def server_settings(config: pytest.Config, **overrides: Any) -> ServerSettings:
     """Resolve ServerSettings from factory arguments, options, ini keys and defaults."""
     names = {
@@ -184,6 +194,8 @@ def server_settings(config: pytest.Config, **overrides: Any) -> ServerSettings:
     values = {field_: get(config, name, overrides.get(field_)) for field_, name in names.items()}
     values["extra_args"] = tuple(values["extra_args"] or ())
     values["servers"] = tuple(values["servers"] or ())
+    if values["backend"] is None:
+        values["backend"] = default_backend(values["gearmand_exec"])
     return ServerSettings(**values).validate()
 
 
