@@ -46,8 +46,9 @@ _LAUNCH = "\n".join(
         "    module = sys.modules[name] = types.ModuleType(name)",
         "    module.__path__ = [path]",
         "from islandora_job.server.main import run_server",
-        "host, port, queue, retries, log = sys.argv[1:]",
-        "sys.exit(run_server(host, int(port), queue or None, int(retries), log))",
+        "a = dict(zip(sys.argv[1::2], sys.argv[2::2]))",
+        "sys.exit(run_server(a['--listen'], int(a['--port']), a['--queue'] or None,",
+        "                    int(a['--job-retries']), a['--log-file']))",
     ]
 )
 
@@ -70,12 +71,13 @@ class EmbeddedGearmanServer(ProcessGearmanServer):
         self.log_file = self.log_path = workdir / "server.log"
 
     def command(self) -> list[str]:
-        """The command line this server runs: listen address, port, queue (empty: in memory),
-        job retries and log file, in that order, for the launcher."""
+        """The command line this server runs: ``islandora-job server``'s options (every one
+        given; an empty queue is the in-memory one) after the launcher."""
         queue = f"sqlite:{self.database.dsn.database}" if self.database is not None else ""
         retries = self.settings.job_retries or 0
-        return [sys.executable, "-I", "-S", "-c", _LAUNCH, self.settings.listen, str(self.port),
-                queue, str(retries), str(self.log_file)]  # fmt: skip
+        return [sys.executable, "-I", "-S", "-c", _LAUNCH, "--listen", self.settings.listen,
+                "--port", str(self.port), "--queue", queue, "--job-retries", str(retries),
+                "--log-file", str(self.log_file)]  # fmt: skip
 
     def wait_ready(self, timeout: float, alive: Callable[[], bool]) -> None:
         """Wait until the server answers, then check with admin ``getpid`` that it is our
