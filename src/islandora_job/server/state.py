@@ -336,7 +336,9 @@ class ServerState:
                         # The decoder refuses the header with a clear message.
                         conn.decoder.feed(source[stop : stop + HEADER_SIZE])
                     if stop + HEADER_SIZE + size > end:
-                        conn.need = stop + HEADER_SIZE + size - position
+                        conn.need = (
+                            HEADER_SIZE + size
+                        )  # counted from stop, where the rest will start
                         break
                     stop += HEADER_SIZE + size
                 if stop == position:
@@ -456,9 +458,10 @@ class ServerState:
         job.function.running -= 1
         job.retries += 1
         if self.job_retries and job.retries >= self.job_retries:
+            # gearmand's words, which operators grep for.
             log.info(
-                "dropped job %s of %r after %d tries: %s",
-                _text(job.handle), _text(job.function.name), job.retries, why,
+                "Dropped job due to max retry count: %s %r (%s)",
+                _text(job.handle), _text(job.function.name), why,
             )  # fmt: skip
             fail = response(_T.WORK_FAIL, job.handle)
             for client in job.clients:
