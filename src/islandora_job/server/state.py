@@ -336,9 +336,8 @@ class ServerState:
                         # The decoder refuses the header with a clear message.
                         conn.decoder.feed(source[stop : stop + HEADER_SIZE])
                     if stop + HEADER_SIZE + size > end:
-                        conn.need = (
-                            HEADER_SIZE + size
-                        )  # counted from stop, where the rest will start
+                        # Counted from stop, where the kept rest will start.
+                        conn.need = HEADER_SIZE + size
                         break
                     stop += HEADER_SIZE + size
                 if stop == position:
