@@ -7,7 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 
 JOBS = """
@@ -117,3 +119,41 @@ def test_on_a_machine_without_gearmand_the_suite_runs_on_the_embedded_server(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout
     assert "backend embedded" in done.stdout and "in place of /usr/sbin/gearmand" in done.stdout
+
+
+LINGERS = """
+import os, time
+
+def test_lingers(gearman_server):
+    with open(os.environ["SERVER_PID_FILE"], "w") as out:
+        out.write(str(gearman_server.pid))
+    time.sleep(60)
+"""
+
+
+def test_a_run_killed_outright_takes_its_embedded_servers_along(
+    pytester: pytest.Pytester, tmp_path
+) -> None:
+    pytester.makepyfile(test_lingers=LINGERS)
+    pid_file = tmp_path / "server.pid"
+    env = {**os.environ, "SERVER_PID_FILE": str(pid_file)}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--gearman-backend=embedded"],
+        cwd=pytester.path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert run.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        server = psutil.Process(int(pid_file.read_text()))
+        assert server.is_running()
+    finally:
+        run.kill()
+        run.wait()
+    # The kernel tells the server its parent is gone (no sweep, no next run needed).
+    server.wait(10)
+    assert not psutil.pid_exists(server.pid) or server.status() == psutil.STATUS_ZOMBIE

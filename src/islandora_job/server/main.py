@@ -1,9 +1,5 @@
-"""The command line of the embedded server: ``islandora-job server`` and the plugin's launcher.
-
-Both take the same arguments (:func:`add_arguments`) and run :func:`run`. The launcher calls
-:func:`main` without importing the rest of the library, which makes the server start in a few
-tens of milliseconds instead of a hundred or more.
-"""
+"""The command line of the embedded server: ``islandora-job server``'s arguments and what
+runs them (:func:`run_server`, which the plugin also calls in the process it forks)."""
 
 from __future__ import annotations
 
