@@ -1,8 +1,7 @@
 """5. The embedded Gearman server next to gearmand, in the same run.
 
 - start-to-ready of the embedded gearman_server (make_servers + start, as the fixture runs
-  them: exec, imports, bind, our admin `getpid` check), next to gearmand's under the process
-  backend;
+  them: fork, bind, our admin `getpid` check), next to gearmand's under the process backend;
 - foreground round trips through it with our client and native worker, next to the same
   through gearmand, runs alternating (one native worker on each server, both up throughout);
 - pipelined background submits (GearmanClient.submit_background_many), a fresh server per run,
@@ -64,19 +63,22 @@ def start_rows(runs: int) -> list[Row]:
 def roundtrip_rows(runs: int) -> list[Row]:
     """Sequential foreground jobs/s through each server, one native worker on each."""
     samples: dict[str, list[float]] = {"process": [], "embedded": []}
+    # Entered in order: each native worker is started while its server's settings are on.
     with (
         workdir("embedded-roundtrip") as where,
         gearmand(where / "gearmand") as reference,
         gearmand(where / "embedded", backend="embedded") as server,
+        job_settings(reference, where / "gearmand"),
+        native_workers(1, "rt-gearmand"),
+        job_settings(server, where / "embedded"),
+        native_workers(1, "rt-embedded"),
     ):
-        with job_settings(reference, where / "gearmand"), native_workers(1, "rt-gearmand"):
-            with job_settings(server, where / "embedded"), native_workers(1, "rt-embedded"):
-                addresses = {"process": reference.address, "embedded": server.address}
-                for address in addresses.values():  # warm up connections and imports
-                    protocol_rate(address, 50)
-                for _ in range(runs):
-                    for backend, address in addresses.items():
-                        samples[backend].append(protocol_rate(address, JOBS))
+        addresses = {"process": reference.address, "embedded": server.address}
+        for address in addresses.values():  # warm up connections and imports
+            protocol_rate(address, 50)
+        for _ in range(runs):
+            for backend, address in addresses.items():
+                samples[backend].append(protocol_rate(address, JOBS))
     mine, ref = Stats.of(samples["embedded"]), Stats.of(samples["process"])
     return [
         Row(
