@@ -84,13 +84,14 @@ class EmbeddedServer:
         log.info("listening on %s (pid %d)", self.address, os.getpid())
         state = self.state
         select = self._selector.select
+        listener = self._listener.fileno()
         try:
             while not self._stopping and state.shutdown is None:
                 due = state.tick()
                 timeout = None if due is None else max(0.0, due - time.time())
                 for key, mask in select(timeout):
                     fd = key.fd
-                    if key.fileobj is self._listener:
+                    if fd == listener:
                         self._accept()
                     elif fd == self._wake_r:
                         with contextlib.suppress(BlockingIOError):
@@ -177,6 +178,8 @@ class EmbeddedServer:
                 if sent < len(data):
                     self._pending[fd] = data[sent:]
                     self._selector.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            if not state.closing:
+                return
             closing = [fd for fd in state.closing if fd not in self._pending]
             if not closing:
                 return

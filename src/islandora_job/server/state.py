@@ -281,6 +281,8 @@ class ServerState:
     def tick(self) -> float | None:
         """Run what the clock has made due (epoch jobs, CAN_DO_TIMEOUT expiries); return the
         time of the next such event, or None when nothing waits on the clock."""
+        if not self._scheduled and not self._deadlines:
+            return None  # the usual case, checked once per loop turn: no clock read
         now = self.clock()
         while self._scheduled and self._scheduled[0][0] <= now:
             _, handle = heapq.heappop(self._scheduled)
