@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from islandora_job.gearman.protocol import Magic, Packet, PacketDecoder, PacketType, request
+from islandora_job.gearman.protocol import (
+    MAX_PACKET_SIZE,
+    Magic,
+    Packet,
+    PacketDecoder,
+    PacketType,
+    request,
+)
 from islandora_job.server.state import ServerState
 from islandora_job.server.store import JobStore
 
@@ -20,11 +27,21 @@ class Clock:
 class Net:
     """A ServerState and the peers connected to it; output is collected per peer."""
 
-    def __init__(self, job_retries: int = 0, store: JobStore | None = None, **kw: object) -> None:
+    def __init__(
+        self,
+        job_retries: int = 0,
+        store: JobStore | None = None,
+        max_packet_size: int = MAX_PACKET_SIZE,
+    ) -> None:
         self.clock = Clock()
         self.state = ServerState(
-            "testhost", 4242, job_retries=job_retries, store=store, clock=self.clock, **kw
-        )  # type: ignore[arg-type]
+            "testhost",
+            4242,
+            job_retries=job_retries,
+            store=store,
+            clock=self.clock,
+            max_packet_size=max_packet_size,
+        )
         self._next = 10
         self.peers: dict[int, Peer] = {}
 

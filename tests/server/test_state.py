@@ -84,6 +84,20 @@ def test_unique_ids_coalesce_per_function(net: Net) -> None:
     assert a.take() == [("JOB_CREATED", "H:testhost:3")]
 
 
+def test_one_client_submitting_a_unique_twice_hears_the_result_once(net: Net) -> None:
+    client, worker = net.peer(), net.peer()
+    client.send(T.SUBMIT_JOB, b"f", b"u", b"x")
+    client.send(T.SUBMIT_JOB, b"f", b"u", b"x")
+    worker.send(T.CAN_DO, b"f")
+    worker.send(T.GRAB_JOB_UNIQ)
+    worker.send(T.WORK_COMPLETE, b"H:testhost:1", b"r")
+    assert client.take() == [
+        ("JOB_CREATED", "H:testhost:1"),
+        ("JOB_CREATED", "H:testhost:1"),
+        ("WORK_COMPLETE", "H:testhost:1", "r"),
+    ]
+
+
 def test_a_unique_of_dash_means_the_payload(net: Net) -> None:
     client = net.peer()
     client.send(T.SUBMIT_JOB_BG, b"f", b"-", b"payload")

@@ -509,7 +509,7 @@ class ServerState:
         if unique:
             existing = self._uniques.get((name, unique))
             if existing is not None:
-                if not background:
+                if not background and conn.id not in existing.clients:
                     existing.clients.append(conn.id)
                     existing.ignore = False
                     conn.waiting[existing.handle] = existing
