@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import background, batch, common, fixtures, roundtrip, xdist
+from benchmarks import background, batch, common, embedded, fixtures, roundtrip, xdist
 from benchmarks.common import Row
 
-SECTIONS = ("foreground", "background", "batch", "fixtures", "xdist")
+SECTIONS = ("foreground", "background", "batch", "fixtures", "embedded", "xdist")
 
 
 def _gearmand_version() -> str:
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "background": lambda: background.run(runs, slow),
         "batch": lambda: batch.run(slow),
         "fixtures": lambda: fixtures.run(runs * 2, slow),
+        "embedded": lambda: embedded.run(runs),
         "xdist": lambda: xdist.run(1),
     }
     chosen = args.only or [s for s in SECTIONS if s != "xdist" or args.xdist]

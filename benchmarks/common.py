@@ -178,13 +178,16 @@ def workdir(prefix: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def gearmand(where: Path, queue: str = "builtin") -> Iterator[GearmanServer]:
-    """A gearmand started as the gearman_server fixture starts it (make_servers), closed after.
+def gearmand(
+    where: Path, queue: str = "builtin", backend: str = "process"
+) -> Iterator[GearmanServer]:
+    """A gearmand (or, with backend "embedded", the embedded server) started as the
+    gearman_server fixture starts it (make_servers), closed after.
 
     Raises what make_servers and start raise (ServerStartError, ImportError for a queue
     type whose database support is missing).
     """
-    server = make_servers(ServerSettings(queue=queue), where)[0]
+    server = make_servers(ServerSettings(queue=queue, backend=backend), where)[0]
     try:
         server.start()
         yield server

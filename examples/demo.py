@@ -1,12 +1,14 @@
 """The main job, end to end: a gearmand on a free loopback port, a pidfile-managed worker,
 a foreground job, a background job and a batch; then everything stops.
 
-Run with `make demo` (it installs the example package `islandora_derivatives`, whose jobs are
-found through the `islandora_job.jobs` entry point).
+Where gearmand is not installed the demo runs on the embedded Gearman server instead, and
+says so. Run with `make demo` (it installs the example package `islandora_derivatives`, whose
+jobs are found through the `islandora_job.jobs` entry point).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 import time
@@ -14,26 +16,35 @@ from pathlib import Path
 
 import islandora_job
 from islandora_job.config import configured
-from pytest_islandora_job.config import ServerSettings
+from pytest_islandora_job.config import ServerSettings, default_backend
 from pytest_islandora_job.servers import make_servers
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="islandora-job-demo-") as tmp:
         workdir = Path(tmp)
-        (server,) = make_servers(ServerSettings(), workdir)
+        default = ServerSettings()
+        settings = dataclasses.replace(default, backend=default_backend(default.gearmand_exec))
+        (server,) = make_servers(settings, workdir)
         started = time.perf_counter()
         server.start()
+        if server.backend == "embedded":
+            what = (
+                f"gearmand is not installed ({settings.gearmand_exec} not found): "
+                f"using the embedded Gearman server {server.version}"
+            )
+        else:
+            what = f"gearmand {server.version}"
         print(
-            f"gearmand {server.version} ready on {server.address} "
-            f"in {(time.perf_counter() - started) * 1000:.0f} ms"
+            f"{what} ready on {server.address} in {(time.perf_counter() - started) * 1000:.0f} ms"
         )
         try:
             with configured(servers=[server.address], temp_dir=workdir):
                 run_jobs(workdir)
         finally:
             server.close()
-        print("gearmand stopped; nothing left running")
+        print(f"{'embedded server' if server.backend == 'embedded' else 'gearmand'} stopped; "
+              "nothing left running")  # fmt: skip
     return 0
 
 

@@ -28,6 +28,7 @@ from islandora_job.gearman.admin import AdminError
 from islandora_job.gearman.client import ServerError
 from islandora_job.gearman.protocol import ProtocolError
 from islandora_job.registry import RegistryError, UnknownJob, load_registry
+from islandora_job.server import main as server_main
 
 PROG = "islandora-job"
 DISTRIBUTION = "pytest-islandora-job"
@@ -282,6 +283,10 @@ def _route(args: argparse.Namespace) -> int:
     return workers.route(sys.stdin.buffer, sys.stdout.buffer)
 
 
+# -- server ------------------------------------------------------------------------------
+
+SERVER_COMMAND = Command("server", server_main.HELP, server_main.add_arguments, server_main.run)
+
 COMMANDS: list[Command] = [
     Command("submit", "run a job and print its JSON result", _submit_arguments, _submit),
     Command("batch", "run a batch of jobs concurrently", _batch_arguments, _batch),
@@ -307,6 +312,7 @@ COMMANDS: list[Command] = [
         _no_arguments,
         _route,
     ),
+    SERVER_COMMAND,
 ]
 
 

@@ -10,6 +10,7 @@ import importlib.util
 import ipaddress
 import re
 import shlex
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 from islandora_job.config import parse_server, parse_servers
 from islandora_job.dsn import DSNError, parse_dsn
 
-BACKENDS = ("process", "docker", "external")
+BACKENDS = ("process", "docker", "external", "embedded")
 QUEUES = ("builtin", "mysql", "postgres", "sqlite")
 PERSISTENT_QUEUES = ("mysql", "postgres", "sqlite")
 
@@ -36,7 +37,11 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("gearman_backend", "how gearmand runs: process, docker or external", "process"),
+    Option(
+        "gearman_backend",
+        "how gearmand runs: process, docker, external, or embedded (a Python server in its place;"
+        " the default when gearmand is not installed, else process)",
+    ),
     Option(
         "gearman_queue", "queue type of gearman_server: builtin, mysql, postgres, sqlite", "builtin"
     ),
@@ -312,6 +317,11 @@ class ServerSettings:
         return self
 
 
+def default_backend(gearmand_exec: str) -> str:
+    """The backend when none was chosen: process where gearmand is installed, else embedded."""
+    return "process" if shutil.which(gearmand_exec) else "embedded"
+
+
 def server_settings(config: pytest.Config, **overrides: Any) -> ServerSettings:
     """Resolve ServerSettings from factory arguments, options, ini keys and defaults."""
     names = {
@@ -337,6 +347,8 @@ def server_settings(config: pytest.Config, **overrides: Any) -> ServerSettings:
         except ValueError as exc:
             raise pytest.UsageError(f"--gearman-servers / ini gearman_servers: {exc}") from None
     values["servers"] = tuple(values["servers"] or ())
+    if values["backend"] is None:
+        values["backend"] = default_backend(values["gearmand_exec"])
     return ServerSettings(**values).validate()
 
 
@@ -373,7 +385,7 @@ def validate(config: pytest.Config) -> None:
     if get(config, "gearman_servers") and backend != "external":
         _refuse(
             "gearman_servers",
-            f"servers are for the external backend, not {backend}: "
+            f"servers are for the external backend, not {backend or default_backend(get(config, 'gearmand_exec'))}: "
             "add --gearman-backend=external, or drop --gearman-servers",
         )
     if backend == "docker":

@@ -81,6 +81,9 @@ def _gearmand_version(exe: str) -> str:
 def pytest_report_header(config: pytest.Config) -> str:
     """Backend, gearmand binary and version, queue types."""
     backend = options.get(config, "gearman_backend")
+    chosen = backend is not None
+    if backend is None:
+        backend = options.default_backend(options.get(config, "gearmand_exec"))
     queue = options.get(config, "gearman_queue")
     queues = " ".join(options.get(config, "gearman_queues"))
     if backend == "external":
@@ -89,6 +92,12 @@ def pytest_report_header(config: pytest.Config) -> str:
         from pytest_islandora_job.docker.image import image_tag
 
         where = f"image {options.get(config, 'gearman_image') or image_tag('gearmand')}"
+    elif backend == "embedded":
+        from islandora_job.server import VERSION
+
+        gearmand = _gearmand_version(options.get(config, "gearmand_exec"))
+        why = "" if chosen else f" in place of {gearmand}"
+        where = f"embedded Python server {VERSION.decode()}{why}"
     else:
         where = _gearmand_version(options.get(config, "gearmand_exec"))
     return f"islandora-job: backend {backend}, gearmand {where}, queue {queue}, persistent queues {queues}"

@@ -58,7 +58,10 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Marke
     return mark
 
 
-# The fixture tests that make sense on every backend run on each (ids process, docker).
-backend_gearman = factories.gearman_server(params=[{"backend": "process"}, {"backend": "docker"}])
+# The fixture tests that make sense on every backend run on each (ids process, docker,
+# embedded).
+backend_gearman = factories.gearman_server(
+    params=[{"backend": "process"}, {"backend": "docker"}, {"backend": "embedded"}]
+)
 backend_worker = factories.job_worker("backend_gearman")
 backend_client = factories.job_client("backend_gearman")

@@ -72,7 +72,10 @@ def test_a_server_that_cannot_start_fails_with_one_line_and_the_log(pytester: py
 
 def test_missing_gearmand_says_what_was_looked_for_and_the_ways_out(pytester: pytest.Pytester):
     pytester.makepyfile("def test_it(gearman_server): pass")
-    result = pytester.runpytest_subprocess("--gearmand-exec=/nowhere/gearmand")
+    # Chosen explicitly: with no backend chosen, a missing gearmand means the embedded server.
+    result = pytester.runpytest_subprocess(
+        "--gearmand-exec=/nowhere/gearmand", "--gearman-backend=process"
+    )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [

@@ -1,4 +1,5 @@
-"""How a gearmand comes to life: a local process, a Docker container, or an external server."""
+"""How a gearmand comes to life: a local process, a Docker container, an external server, or
+the embedded Python server in its place."""
 
 from __future__ import annotations
 
@@ -38,6 +39,19 @@ def make_servers(settings: ServerSettings, workdir: Path, count: int = 1) -> lis
         from pytest_islandora_job.servers.docker import DockerGearmanServer
 
         return [DockerGearmanServer(settings, workdir / f"gearmand-{i}") for i in range(count)]
+    if settings.backend == "embedded":
+        from pytest_islandora_job.servers.embedded import EmbeddedGearmanServer
+
+        # Only SQLite: for gearmand's database queues the server skips the test.
+        sqlite = settings.queue == "sqlite"
+        return [
+            EmbeddedGearmanServer(
+                settings,
+                workdir / f"server-{i}",
+                _database(settings, workdir, i) if sqlite else None,
+            )
+            for i in range(count)
+        ]
     from pytest_islandora_job.servers.process import ProcessGearmanServer
 
     return [
