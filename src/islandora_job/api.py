@@ -137,15 +137,34 @@ def _priority(priority: str) -> Priority:
     return Priority(priority)
 
 
+# gearmand 1.1 refuses a unique id over 64 bytes (ARGUMENT_TOO_LARGE, dropping the
+# connection) and hands a worker the job of a 64-byte one with a NUL before its payload.
+MAX_UNIQUE_BYTES = 63
+
+
 def unique_id(job_name: str, *args: object) -> str:
-    """A unique id derived from the job and its arguments: submitting the same job with the
-    same arguments under it while the first still waits gives the first job's handle
-    (gearmand coalesces them), so identical waiting jobs are never queued twice.
+    """A unique id derived from the job and its arguments (40 hex digits): submitting the
+    same job with the same arguments under it while the first still waits gives the first
+    job's handle (gearmand coalesces them), so identical waiting jobs are never queued twice.
 
     Raises TypeError/ValueError as the payload encoder does.
     """
     data = payload.encode(job_name, args, max_size=sys.maxsize)
-    return f"{job_name}:{hashlib.sha256(data).hexdigest()}"
+    return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+def _unique(unique: object) -> str | None:
+    """The unique id when it is None or a str gearmand takes; TypeError/ValueError otherwise."""
+    if unique is None:
+        return None
+    if not isinstance(unique, str):
+        raise TypeError(f"unique must be a str, not {type(unique).__name__}")
+    if len(unique.encode("utf-8", "surrogateescape")) > MAX_UNIQUE_BYTES:
+        raise ValueError(
+            f"unique id {unique[:20]!r}... is longer than gearmand's {MAX_UNIQUE_BYTES} bytes: "
+            "shorten it, or derive one with unique_id(job_name, *args)"
+        )
+    return unique
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,12 +199,10 @@ def _check_batch(batch: Sequence[Mapping[str, object]]) -> list[BatchEntry]:
         args = entry.get("args", [])
         if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
             raise TypeError(f"{where}: args must be a list, not {type(args).__name__}")
-        unique = entry.get("unique")
-        if unique is not None and not isinstance(unique, str):
-            raise TypeError(f"{where}: unique must be a str, not {type(unique).__name__}")
         try:
             job_name = payload.check_job_name(entry["job_name"])
             priority = _priority(str(entry.get("priority", "normal")))
+            unique = _unique(entry.get("unique"))
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
         jobs.append(BatchEntry(job_name, args, priority, unique))
@@ -309,7 +326,7 @@ class JobClient:
         bad priority, PayloadError for an oversized payload or a result that is not JSON,
         ServerUnavailable when no server can be reached.
         """
-        job = Job(job_name, self._encode(job_name, args), unique, _priority(priority))
+        job = Job(job_name, self._encode(job_name, args), _unique(unique), _priority(priority))
         try:
             result = self._gearman.submit(
                 self._function(job.function),
@@ -335,7 +352,7 @@ class JobClient:
         """
         data = self._encode(job_name, args)
         return self._gearman.submit_background(
-            self._function(job_name), data, unique=unique, priority=_priority(priority)
+            self._function(job_name), data, unique=_unique(unique), priority=_priority(priority)
         )
 
     def run_batch(
