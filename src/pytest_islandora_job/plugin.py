@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 from collections.abc import Generator
 from pathlib import Path
@@ -152,3 +153,6 @@ job_client = factories.job_client("gearman_server")
 job_worker = factories.job_worker("gearman_server")
 persistent_job_worker = factories.job_worker("persistent_gearman_server")
 cluster_job_worker = factories.job_worker("gearman_cluster")
+# Defined only where pytest-asyncio is installed: the plugin itself does not need it.
+if importlib.util.find_spec("pytest_asyncio") is not None:
+    async_job_client = factories.async_job_client("gearman_server")
