@@ -199,6 +199,10 @@ class AsyncJobClient:
     async def _drain(self, link: _Link) -> None:
         """Wait until what was written to the connection has gone (within connect_timeout);
         ServerUnavailable, the connection closed, otherwise."""
+        transport = link.writer.transport
+        if transport.get_write_buffer_size() == 0 and not transport.is_closing():
+            # The socket took it all at once (the usual case): nothing to wait for.
+            return
         try:
             await asyncio.wait_for(link.writer.drain(), self.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
@@ -335,6 +339,12 @@ class AsyncJobClient:
         positions = {ticket: position for position, ticket in enumerate(futures)}
         results: dict[int, JobResult] = {}
         try:
+            if len(futures) == 1 and on_end is None:
+                # One job: await its future itself, without as_completed's machinery.
+                (future,) = futures.values()
+                ended = await (future if timeout is None else asyncio.wait_for(future, timeout))
+                assert isinstance(ended, JobEnded)
+                return [ended.result]
             for next_done in asyncio.as_completed(futures.values(), timeout=timeout):
                 event = await next_done
                 assert isinstance(event, JobEnded)
