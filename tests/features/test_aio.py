@@ -72,6 +72,10 @@ async def test_a_cancelled_submit_leaves_nothing_on_the_connection(pool: WorkerP
         with pytest.raises(asyncio.CancelledError):
             await stale
         assert client.pending == 0
+        # The tracker forgot the job too, though it still runs: its end will go nowhere.
+        link = client._link
+        assert link is not None
+        assert (link.tracker.running, link.tracker.awaiting_ack) == ([], False)
         # Another job runs while the cancelled one ends: its reply goes to no one.
         assert await client.submit("sleep", 0.6, "fresh", timeout=20) == "fresh"
         assert await client.submit("echo", 1, timeout=20) == [1]

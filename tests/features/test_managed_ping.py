@@ -108,6 +108,16 @@ def test_ping_answers_come_from_the_worker_loop(managed: Path) -> None:
     assert answers[0].function == workers.heartbeat.ping_function(pid)
 
 
+def test_a_multisite_worker_answers_on_its_sites_ping_function(managed: Path) -> None:
+    with islandora_job.configured(site="h8site"):
+        (name,) = workers.start_workers(1)
+        pid = int((managed / name).read_text())
+        answers = [a for a in workers.ping_workers(timeout=10) if a.client_id.endswith(f":{pid}")]
+    assert [a.function for a in answers] == [workers.heartbeat.ping_function(pid, "h8site")]
+    assert answers[0].ok
+    assert answers[0].function.startswith("h8site_islandora_job_ping:")
+
+
 def test_ping_exits_1_when_a_worker_does_not_answer(
     managed: Path, gearman_server: GearmanServer, capsys
 ) -> None:
