@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -58,7 +57,6 @@ from islandora_job.gearman.tracker import (
 
 __all__ = ["AsyncJobClient"]
 
-log = logging.getLogger(__name__)
 
 _READ_SIZE = 256 * 1024
 
