@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from islandora_job.api import (
     BatchEntry,
@@ -72,6 +73,7 @@ class _Link:
     decoder: PacketDecoder = dataclasses.field(default_factory=lambda: PacketDecoder(Magic.RES))
     # By ticket: the future of a submit (its JobCreated, background; its JobEnded, foreground).
     jobs: dict[int, asyncio.Future[Event]] = dataclasses.field(default_factory=dict)
+    background: set[int] = dataclasses.field(default_factory=set)
     progress: dict[int, Callable[[int, int], None]] = dataclasses.field(default_factory=dict)
     # gearmand answers GET_STATUS and OPTION_REQ in order: first in, first out.
     statuses: deque[asyncio.Future[JobStatus]] = dataclasses.field(default_factory=deque)
@@ -191,6 +193,7 @@ class AsyncJobClient:
         except BaseException:
             self._fail(link, ServerUnavailable(f"gearmand at {address} did not answer OPTION_REQ"))
             link.task.cancel()
+            _seen([accepted])
             raise
         return link
 
@@ -250,10 +253,10 @@ class AsyncJobClient:
         future = link.jobs.get(event.ticket)
         if future is None:
             return
-        background = isinstance(future, _Background)
-        if isinstance(event, JobCreated) and not background:
+        if isinstance(event, JobCreated) and event.ticket not in link.background:
             return
         del link.jobs[event.ticket]
+        link.background.discard(event.ticket)
         link.progress.pop(event.ticket, None)
         if not future.done():
             future.set_result(event)
@@ -266,6 +269,7 @@ class AsyncJobClient:
         waiting: list[asyncio.Future[Event] | asyncio.Future[JobStatus] | asyncio.Future[None]]
         waiting = [*link.jobs.values(), *link.statuses, *link.options]
         link.jobs.clear()
+        link.background.clear()
         link.progress.clear()
         link.statuses.clear()
         link.options.clear()
@@ -280,6 +284,7 @@ class AsyncJobClient:
         for ticket in tickets:
             future = link.jobs.pop(ticket, None)
             link.progress.pop(ticket, None)
+            link.background.discard(ticket)
             if future is not None:
                 link.tracker.abandon(ticket)
                 future.cancel()
@@ -303,9 +308,9 @@ class AsyncJobClient:
         # Tickets are handed out in the order the packets go: no await in between.
         for position, job in enumerate(jobs):
             ticket = link.tracker.submitted(job.function, background=background)
-            futures[ticket] = link.jobs[ticket] = (
-                _Background(loop=loop) if background else loop.create_future()
-            )
+            futures[ticket] = link.jobs[ticket] = loop.create_future()
+            if background:
+                link.background.add(ticket)
             if on_progress is not None:
                 link.progress[ticket] = _progress_of(on_progress, position)
         link.writer.write(data)
@@ -313,6 +318,7 @@ class AsyncJobClient:
             await self._drain(link)
         except BaseException:
             self._forget(link, futures)
+            _seen(futures.values())
             raise
         return link, futures
 
@@ -452,7 +458,11 @@ class AsyncJobClient:
         link.tracker.asked_status(raw)
         link.statuses.append(answer)
         link.writer.write(request(PacketType.GET_STATUS, raw))
-        await self._drain(link)
+        try:
+            await self._drain(link)
+        except BaseException:
+            _seen([answer])
+            raise
         limit = self.ack_timeout if timeout is None else timeout
         try:
             return await asyncio.wait_for(answer, limit)
@@ -463,11 +473,15 @@ class AsyncJobClient:
             ) from None
 
 
-class _Background(asyncio.Future[Event]):
-    """The future of a background submit: it ends with the JobCreated."""
-
-
 def _progress_of(
     on_progress: Callable[[int, int, int], None], position: int
 ) -> Callable[[int, int], None]:
     return lambda numerator, denominator: on_progress(position, numerator, denominator)
+
+
+def _seen(futures: Iterable[asyncio.Future[Any]]) -> None:
+    """Mark the exceptions of futures no one will await as retrieved: the caller raises
+    the error itself (asyncio would otherwise log each as never retrieved)."""
+    for future in futures:
+        if future.done() and not future.cancelled():
+            future.exception()

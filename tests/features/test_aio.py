@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import psutil
@@ -134,6 +135,8 @@ async def test_a_lost_server_fails_the_waiting_calls_and_the_next_call_reconnect
     pool: WorkerPool, gearman_server: GearmanServer
 ) -> None:
     pool.start(1)
+    unhandled: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: unhandled.append(context))
     async with AsyncJobClient() as client:
         assert await client.submit("hello", timeout=20) == "hello world"
         link = client._link
@@ -142,6 +145,9 @@ async def test_a_lost_server_fails_the_waiting_calls_and_the_next_call_reconnect
         with pytest.raises(ServerUnavailable):
             await client.submit("sleep", 0.1, timeout=5)
         assert await client.submit("hello", timeout=20) == "hello world"
+    # No future of the lost connection is left with an error nobody retrieved.
+    gc.collect()
+    assert unhandled == []
 
 
 async def test_no_server_reachable_says_which(unused_tcp_port: int) -> None:
