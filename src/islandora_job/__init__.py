@@ -1,8 +1,10 @@
 """Gearman jobs for Python, a port of the Drupal module Islandora Job.
 
 Modules register job functions (`register_jobs()`); code submits jobs in the foreground
-(`submit`), in the background (`submit_background`) or as a batch (`submit_batch`);
-pidfile-managed workers (`start_worker` / `stop_worker`) run them. Payloads are JSON.
+(`submit`), in the background (`submit_background`) or as a batch (`submit_batch`,
+`run_batch`), with priorities and unique ids; pidfile-managed workers (`start_worker` /
+`stop_worker`) run them, and a job reports its `progress`. `islandora_job.aio` is the
+asyncio client. Payloads are JSON.
 """
 
 from islandora_job.api import (
@@ -10,12 +12,15 @@ from islandora_job.api import (
     JobFailed,
     JobTimeout,
     job_status,
+    run_batch,
     submit,
     submit_background,
     submit_batch,
+    unique_id,
 )
 from islandora_job.config import Overrides, Settings, configure, configured, restore, settings
 from islandora_job.gearman.client import JobStatus
+from islandora_job.jobcontext import NoJobRunning, progress
 from islandora_job.payload import PayloadError
 from islandora_job.registry import JobSpec, Registry, RegistryError, UnknownJob, load_registry
 from islandora_job.workers import (
@@ -34,6 +39,7 @@ __all__ = [
     "JobSpec",
     "JobStatus",
     "JobTimeout",
+    "NoJobRunning",
     "Overrides",
     "PayloadError",
     "PidfileError",
@@ -47,7 +53,9 @@ __all__ = [
     "configured",
     "job_status",
     "load_registry",
+    "progress",
     "restore",
+    "run_batch",
     "run_worker",
     "settings",
     "start_worker",
@@ -55,5 +63,6 @@ __all__ = [
     "submit",
     "submit_background",
     "submit_batch",
+    "unique_id",
     "worker_log_path",
 ]

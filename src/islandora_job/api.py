@@ -100,15 +100,34 @@ def _priority(priority: str) -> Priority:
     return Priority(priority)
 
 
+# gearmand 1.1 refuses a unique id over 64 bytes (ARGUMENT_TOO_LARGE, dropping the
+# connection) and hands a worker the job of a 64-byte one with a NUL before its payload.
+MAX_UNIQUE_BYTES = 63
+
+
 def unique_id(job_name: str, *args: object) -> str:
-    """A unique id derived from the job and its arguments: submitting the same job with the
-    same arguments under it while the first still waits gives the first job's handle
-    (gearmand coalesces them), so identical waiting jobs are never queued twice.
+    """A unique id derived from the job and its arguments (40 hex digits): submitting the
+    same job with the same arguments under it while the first still waits gives the first
+    job's handle (gearmand coalesces them), so identical waiting jobs are never queued twice.
 
     Raises TypeError/ValueError as the payload encoder does.
     """
     data = payload.encode(job_name, args, max_size=sys.maxsize)
-    return f"{job_name}:{hashlib.sha256(data).hexdigest()}"
+    return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+def _unique(unique: object) -> str | None:
+    """The unique id when it is None or a str gearmand takes; TypeError/ValueError otherwise."""
+    if unique is None:
+        return None
+    if not isinstance(unique, str):
+        raise TypeError(f"unique must be a str, not {type(unique).__name__}")
+    if len(unique.encode("utf-8", "surrogateescape")) > MAX_UNIQUE_BYTES:
+        raise ValueError(
+            f"unique id {unique[:20]!r}... is longer than gearmand's {MAX_UNIQUE_BYTES} bytes: "
+            "shorten it, or derive one with unique_id(job_name, *args)"
+        )
+    return unique
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,16 +162,101 @@ def _check_batch(batch: Sequence[Mapping[str, object]]) -> list[BatchEntry]:
         args = entry.get("args", [])
         if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
             raise TypeError(f"{where}: args must be a list, not {type(args).__name__}")
-        unique = entry.get("unique")
-        if unique is not None and not isinstance(unique, str):
-            raise TypeError(f"{where}: unique must be a str, not {type(unique).__name__}")
         try:
             job_name = payload.check_job_name(entry["job_name"])
             priority = _priority(str(entry.get("priority", "normal")))
+            unique = _unique(entry.get("unique"))
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
         jobs.append(BatchEntry(job_name, args, priority, unique))
     return jobs
+
+
+def batch_succeeded(outcomes: Iterable[object]) -> bool:
+    """True when no outcome of a batch is a JobFailed; each failure is logged as a warning."""
+    ok = True
+    for outcome in outcomes:
+        if isinstance(outcome, JobFailed):
+            ok = False
+            log.warning("%s", outcome)
+    return ok
+
+
+@dataclasses.dataclass(frozen=True)
+class JobCodec:
+    """What a client bound to ``settings`` sends and how it reads the answers: payloads,
+    Gearman function names (with the site prefix), results (JSON or text) and failures.
+    Shared by `JobClient` and `islandora_job.aio.AsyncJobClient`."""
+
+    settings: Settings
+
+    @classmethod
+    def bound(
+        cls,
+        settings: Settings | None,
+        servers: str | Iterable[str] | None = None,
+        max_payload: int | None = None,
+        results: str | None = None,
+        site: str | None = None,
+    ) -> JobCodec:
+        """``settings`` (else those in force, resolved once) with the given ones overriding
+        theirs; ValueError if a setting is malformed."""
+        resolved = config.settings() if settings is None else settings
+        if any(v is not None for v in (servers, max_payload, results, site)):
+            resolved = dataclasses.replace(
+                resolved,
+                servers=resolved.servers if servers is None else parse_servers(servers),
+                max_payload=(
+                    resolved.max_payload if max_payload is None else parse_max_payload(max_payload)
+                ),
+                results=resolved.results if results is None else parse_results(results),
+                site=resolved.site if site is None else parse_site(site) or None,
+            )
+        return cls(resolved)
+
+    @property
+    def max_reply(self) -> int:
+        """The most bytes one job's replies may add up to: a result may be as large as a
+        payload; what else a job sends, a little more."""
+        return self.settings.max_payload + _REPLY_HEADROOM
+
+    def encode(self, job_name: str, args: Sequence[object]) -> bytes:
+        """The payload of a job; TypeError/PayloadError when it cannot be sent."""
+        # In text mode our worker must answer as the original router would: no JSON asked.
+        return payload.encode(
+            job_name,
+            args,
+            max_size=self.settings.max_payload,
+            json_result=self.settings.results == "json",
+        )
+
+    def function(self, job_name: str) -> str:
+        """The Gearman function of a job (``{site}_{job}`` with a site)."""
+        return payload.gearman_function(job_name, self.settings.site)
+
+    def decode(self, job_name: str, result: JobResult) -> object:
+        """The decoded result; raises JobFailed for a failed job, PayloadError for a result
+        that is not JSON (in json mode) or too large."""
+        if not result.ok:
+            raise _failure(job_name, result)
+        if self.settings.results == "text":
+            return payload.decode_text_result(result.data, max_size=self.settings.max_payload)
+        return payload.decode_result(result.data, max_size=self.settings.max_payload)
+
+    def outcome(self, job_name: str, result: JobResult) -> object:
+        """The decoded result, or the JobFailed (returned, not raised)."""
+        if not result.ok:
+            return _failure(job_name, result)
+        return self.decode(job_name, result)
+
+    def timed_out(self, job_names: Iterable[str], timeout: float | None) -> JobTimeout:
+        """The JobTimeout for these jobs, with what the servers say of their functions
+        (asked within a fraction of a second, even when a server hangs)."""
+        names = list(dict.fromkeys(job_names))
+        status = queue_status(
+            self.settings.servers, [self.function(name) for name in names], timeout=_STATUS_BUDGET
+        )
+        return JobTimeout(", ".join(names), timeout, status)
 
 
 class JobClient:
@@ -181,17 +285,8 @@ class JobClient:
     ) -> None:
         """Bind to servers ("host:port" list or comma-separated string); ValueError if a
         setting is malformed."""
-        resolved = config.settings() if settings is None else settings
-        if any(v is not None for v in (servers, max_payload, results, site)):
-            resolved = dataclasses.replace(
-                resolved,
-                servers=resolved.servers if servers is None else parse_servers(servers),
-                max_payload=(
-                    resolved.max_payload if max_payload is None else parse_max_payload(max_payload)
-                ),
-                results=resolved.results if results is None else parse_results(results),
-                site=resolved.site if site is None else parse_site(site) or None,
-            )
+        self._codec = JobCodec.bound(settings, servers, max_payload, results, site)
+        resolved = self._codec.settings
         self.settings = resolved
         self.servers = resolved.servers
         self.max_payload = resolved.max_payload
@@ -202,8 +297,7 @@ class JobClient:
         self._gearman = GearmanClient(
             self.servers,
             connect_timeout=connect_timeout,
-            # A result may be as large as a payload; what else a job sends, a little more.
-            max_reply=self.max_payload + _REPLY_HEADROOM,
+            max_reply=self._codec.max_reply,
         )
 
     def __repr__(self) -> str:
@@ -221,36 +315,6 @@ class JobClient:
     def close(self) -> None:
         """Close the connections; the next call opens new ones."""
         self._gearman.close()
-
-    def _encode(self, job_name: str, args: Sequence[object]) -> bytes:
-        # In text mode our worker must answer as the original router would: no JSON asked.
-        return payload.encode(
-            job_name, args, max_size=self.max_payload, json_result=self.results == "json"
-        )
-
-    def _function(self, job_name: str) -> str:
-        return payload.gearman_function(job_name, self.site)
-
-    def _decode(self, job_name: str, result: JobResult) -> object:
-        if not result.ok:
-            raise _failure(job_name, result)
-        if self.results == "text":
-            return payload.decode_text_result(result.data, max_size=self.max_payload)
-        return payload.decode_result(result.data, max_size=self.max_payload)
-
-    def _outcome(self, job_name: str, result: JobResult) -> object:
-        """The decoded result, or the JobFailed (returned, not raised)."""
-        if not result.ok:
-            return _failure(job_name, result)
-        return self._decode(job_name, result)
-
-    def _timed_out(self, job_names: Iterable[str], timeout: float | None) -> JobTimeout:
-        names = list(dict.fromkeys(job_names))
-        # Within the slack a timeout allows, even when a server hangs.
-        status = queue_status(
-            self.servers, [self._function(name) for name in names], timeout=_STATUS_BUDGET
-        )
-        return JobTimeout(", ".join(names), timeout, status)
 
     def submit(
         self,
@@ -272,10 +336,12 @@ class JobClient:
         bad priority, PayloadError for an oversized payload or a result that is not JSON,
         ServerUnavailable when no server can be reached.
         """
-        job = Job(job_name, self._encode(job_name, args), unique, _priority(priority))
+        job = Job(
+            job_name, self._codec.encode(job_name, args), _unique(unique), _priority(priority)
+        )
         try:
             result = self._gearman.submit(
-                self._function(job.function),
+                self._codec.function(job.function),
                 job.data,
                 unique=job.unique,
                 priority=job.priority,
@@ -283,8 +349,8 @@ class JobClient:
                 on_progress=on_progress,
             )
         except GearmanTimeout:
-            raise self._timed_out([job_name], timeout) from None
-        return self._decode(job_name, result)
+            raise self._codec.timed_out([job_name], timeout) from None
+        return self._codec.decode(job_name, result)
 
     def submit_background(
         self, job_name: str, *args: object, priority: str = "normal", unique: str | None = None
@@ -296,9 +362,12 @@ class JobClient:
         that cannot be sent, ValueError for a bad priority and ServerUnavailable when no
         server can be reached.
         """
-        data = self._encode(job_name, args)
+        data = self._codec.encode(job_name, args)
         return self._gearman.submit_background(
-            self._function(job_name), data, unique=unique, priority=_priority(priority)
+            self._codec.function(job_name),
+            data,
+            unique=_unique(unique),
+            priority=_priority(priority),
         )
 
     def run_batch(
@@ -319,24 +388,25 @@ class JobClient:
         if not entries:
             return []
         jobs = [
-            Job(e.job_name, self._encode(e.job_name, e.args), e.unique, e.priority) for e in entries
+            Job(e.job_name, self._codec.encode(e.job_name, e.args), e.unique, e.priority)
+            for e in entries
         ]
         outcomes: dict[int, object] = {}
 
         def ended(index: int, result: JobResult) -> None:
-            outcome = self._outcome(jobs[index].function, result)
+            outcome = self._codec.outcome(jobs[index].function, result)
             outcomes[index] = outcome
             if on_complete is not None:
                 on_complete(index, outcome)
 
         try:
             self._gearman.submit_many(
-                [job._replace(function=self._function(job.function)) for job in jobs],
+                [job._replace(function=self._codec.function(job.function)) for job in jobs],
                 timeout=timeout,
                 on_end=ended,
             )
         except GearmanTimeout:
-            raise self._timed_out((job.function for job in jobs), timeout) from None
+            raise self._codec.timed_out((job.function for job in jobs), timeout) from None
         return [outcomes[index] for index in range(len(jobs))]
 
     def submit_batch(
@@ -350,12 +420,7 @@ class JobClient:
         As `run_batch` (failures are logged as warnings), returning only whether every job
         succeeded, as the original module does.
         """
-        ok = True
-        for outcome in self.run_batch(batch, timeout=timeout, on_complete=on_complete):
-            if isinstance(outcome, JobFailed):
-                ok = False
-                log.warning("%s", outcome)
-        return ok
+        return batch_succeeded(self.run_batch(batch, timeout=timeout, on_complete=on_complete))
 
     def job_status(self, handle: str) -> JobStatus:
         """The status of a job by handle: known, running, numerator, denominator."""

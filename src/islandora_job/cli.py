@@ -111,6 +111,7 @@ def _submit_arguments(parser: argparse.ArgumentParser) -> None:
         "--background", action="store_true", help="queue the job and print its handle"
     )
     parser.add_argument("--timeout", type=_seconds, help="give up after this many seconds")
+    _priority_argument(parser, "the job's priority")
     parser.add_argument(
         "--text",
         action="store_true",
@@ -119,14 +120,23 @@ def _submit_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _priority_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--priority",
+        choices=api.PRIORITIES,
+        default="normal",
+        help=f"{what}: waiting jobs run high, then normal, then low (default: %(default)s)",
+    )
+
+
 def _submit(args: argparse.Namespace) -> int:
     if args.background:
-        print(api.submit_background(args.job, *args.args))
+        print(api.submit_background(args.job, *args.args, priority=args.priority))
     elif args.text or settings().results == "text":
         with api.JobClient(results="text") as client:
-            print(client.submit(args.job, *args.args, timeout=args.timeout))
+            print(client.submit(args.job, *args.args, timeout=args.timeout, priority=args.priority))
     else:
-        _print_json(api.submit(args.job, *args.args, timeout=args.timeout))
+        _print_json(api.submit(args.job, *args.args, timeout=args.timeout, priority=args.priority))
     return 0
 
 
@@ -140,6 +150,7 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
         help='a JSON list of {"job_name": ..., "args": [...]}; - reads standard input',
     )
     parser.add_argument("--timeout", type=_seconds, help="give up after this many seconds")
+    _priority_argument(parser, 'the priority of entries that give no "priority"')
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -152,6 +163,11 @@ def _batch(args: argparse.Namespace) -> int:
         batch = json.loads(text)
     except ValueError as exc:
         raise ValueError(f"{args.file} is not JSON ({exc})") from None
+    if isinstance(batch, list):
+        batch = [
+            {"priority": args.priority, **entry} if isinstance(entry, dict) else entry
+            for entry in batch
+        ]
     ok = api.submit_batch(batch, timeout=args.timeout)
     print(f"batch of {len(batch)} jobs: {'all succeeded' if ok else 'some failed'}")
     return 0 if ok else 1
@@ -279,6 +295,76 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- managed workers, ping ---------------------------------------------------------------
+
+
+def _workers_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    start = actions.add_parser(
+        "start", help="start N more managed workers (managed-worker-<k>.pid in the temp dir)"
+    )
+    start.add_argument("count", type=_count, metavar="N", help="how many workers to start")
+    start.add_argument(
+        "--timeout", type=_seconds, default=30.0, help="seconds to wait for each to register"
+    )
+    actions.add_parser("count", help="print how many managed workers are alive")
+    stop = actions.add_parser("stop-all", help="stop every managed worker")
+    stop.add_argument(
+        "--grace", type=_seconds, default=10.0, help="seconds between SIGTERM and SIGKILL"
+    )
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers (0 or more)")
+    return value
+
+
+def _workers(args: argparse.Namespace) -> int:
+    if args.action == "start":
+        started = workers.start_workers(args.count, timeout=args.timeout)
+        print(f"started {len(started)} managed worker{'s' if len(started) != 1 else ''}")
+        for name in started:
+            print(f"  {workers.pidfile_path(name)}")
+    elif args.action == "count":
+        print(workers.count_workers())
+    else:
+        stopped = workers.stop_workers(grace=args.grace)
+        print(f"stopped {stopped} managed worker{'s' if stopped != 1 else ''}")
+    return 0
+
+
+def _ping_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout", type=_seconds, default=5.0, help="seconds to wait for the answers, per server"
+    )
+
+
+def _ping(args: argparse.Namespace) -> int:
+    answers = workers.ping_workers(timeout=args.timeout)
+    rows: list[tuple[object, ...]] = [("SERVER", "WORKER", "ANSWER")]
+    for a in answers:
+        if a.answer is not None:
+            jobs = a.answer.get("jobs")
+            serving = ", ".join(map(str, jobs)) if isinstance(jobs, list) else "?"
+            said = f"ok: pid {a.answer.get('pid')} on {a.answer.get('host')}, serving {serving}"
+        else:
+            said = ("NOT CHECKED: " if a.client_id and not a.checked else "NO ANSWER: ") + a.error
+        rows.append((a.server, a.client_id or "-", said))
+    if len(rows) == 1:
+        print(
+            f"{PROG}: no worker is registered on {', '.join(settings().servers)}", file=sys.stderr
+        )
+        return 1
+    _table(rows)
+    failed = [a for a in answers if not a.ok and (a.checked or not a.client_id)]
+    return 1 if failed else 0
+
+
 def _route(args: argparse.Namespace) -> int:
     return workers.route(sys.stdin.buffer, sys.stdout.buffer)
 
@@ -306,6 +392,18 @@ COMMANDS: list[Command] = [
     ),
     Command("stop-worker", "stop the worker a pidfile names", _stop_worker_arguments, _stop_worker),
     Command("worker", "run a worker in the foreground", _worker_arguments, _worker),
+    Command(
+        "workers",
+        "managed workers: start N, count, stop-all",
+        _workers_arguments,
+        _workers,
+    ),
+    Command(
+        "ping",
+        "check through gearmand that every registered worker answers its heartbeat",
+        _ping_arguments,
+        _ping,
+    ),
     Command(
         "route",
         "run the job whose payload is on stdin (for `gearman -w`)",

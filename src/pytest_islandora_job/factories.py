@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import pytest
@@ -154,6 +154,28 @@ def job_client(server_fixture_name: str = "gearman_server", doc: str | None = No
 
     client_fixture.__doc__ = doc or client_fixture.__doc__
     return pytest.fixture(client_fixture)
+
+
+def async_job_client(server_fixture_name: str = "gearman_server") -> Any:
+    """A function-scoped async fixture giving an islandora_job.aio.AsyncJobClient bound to
+    that server, closed after the test; needs pytest-asyncio (imported here, not by the
+    plugin: without it the default `async_job_client` fixture is simply not defined)."""
+    try:
+        import pytest_asyncio
+    except ImportError:
+        raise RuntimeError(
+            "the async_job_client fixture needs pytest-asyncio: pip install pytest-asyncio"
+        ) from None
+    from islandora_job.aio import AsyncJobClient
+
+    @pytest_asyncio.fixture
+    @_taking(server_fixture_name)
+    async def async_client_fixture(**server_fixture: Any) -> AsyncIterator[AsyncJobClient]:
+        server = server_fixture[server_fixture_name]
+        async with AsyncJobClient(servers=addresses(server)) as client:
+            yield client
+
+    return async_client_fixture
 
 
 def job_worker(

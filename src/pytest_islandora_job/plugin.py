@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 from collections.abc import Generator
 from pathlib import Path
@@ -195,3 +196,6 @@ cluster_job_worker = factories.job_worker(
     "gearman_cluster",
     doc="""job_worker on gearman_cluster: the worker registers with both servers.""",
 )
+# Defined only where pytest-asyncio is installed: the plugin itself does not need it.
+if importlib.util.find_spec("pytest_asyncio") is not None:
+    async_job_client = factories.async_job_client("gearman_server")

@@ -25,6 +25,7 @@ from islandora_job.config import settings, settings_env
 from islandora_job.gearman.admin import GearmanAdmin, WorkerInfo
 from islandora_job.gearman.client import GearmanClient
 from islandora_job.workers import client_id
+from islandora_job.workers.heartbeat import ping_function
 from tests.helpers import function_status, wait_until
 
 
@@ -103,7 +104,10 @@ def test_start_worker_registers_it_and_stop_worker_stops_it(gearman_server, job_
         assert os.getsid(pid) == pid  # detached: a session of its own
         (worker,) = _workers(gearman_server.address)
         assert worker.client_id == client_id(pid)
-        assert sorted(worker.functions) == list(islandora_job.load_registry().jobs)
+        # Every registered job, and the heartbeat `islandora-job ping` asks.
+        assert sorted(worker.functions) == sorted(
+            [*islandora_job.load_registry().jobs, ping_function(pid)]
+        )
         assert islandora_job.worker_log_path("w.pid") == job_settings / "w.pid.log"
         assert "serving add, append" in islandora_job.worker_log_path("w.pid").read_text()
         assert islandora_job.start_worker("w.pid") is False
@@ -362,7 +366,7 @@ def test_the_foreground_worker_writes_and_removes_its_pidfile(
     wait_until(lambda: _workers(gearman_server.address))
     (info,) = _workers(gearman_server.address)
     assert info.client_id == client_id(worker.pid)
-    assert sorted(info.functions) == ["add", "hello"]
+    assert sorted(info.functions) == sorted(["add", "hello", ping_function(worker.pid)])
     assert _pid(job_settings, "fg.pid") == worker.pid
     assert islandora_job.submit("add", 40, 2) == 42
     # a second worker with that pidfile refuses to run

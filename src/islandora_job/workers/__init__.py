@@ -11,7 +11,14 @@ force once per call.
 """
 
 from islandora_job.workers.gearman_cli import gearman_cli_command, route, run_gearman_cli_worker
+from islandora_job.workers.heartbeat import PingAnswer, ping_workers
 from islandora_job.workers.identity import CLIENT_ID_PREFIX, WorkerRunning, client_id
+from islandora_job.workers.managed import (
+    count_workers,
+    managed_pidfiles,
+    start_workers,
+    stop_workers,
+)
 from islandora_job.workers.pidfiles import (
     GarbledPidfile,
     PidfileError,
@@ -27,16 +34,22 @@ __all__ = [
     "CLIENT_ID_PREFIX",
     "GarbledPidfile",
     "PidfileError",
+    "PingAnswer",
     "WorkerRunning",
     "WorkerStartError",
     "check_pidfile_name",
     "client_id",
+    "count_workers",
     "gearman_cli_command",
+    "managed_pidfiles",
     "pidfile_path",
+    "ping_workers",
     "route",
     "run_gearman_cli_worker",
     "run_worker",
     "start_worker",
+    "start_workers",
     "stop_worker",
+    "stop_workers",
     "worker_log_path",
 ]

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO
 
-from islandora_job import config, payload
+from islandora_job import config, jobcontext, payload
 from islandora_job.config import Settings, settings_env
 from islandora_job.registry import RegistryError, UnknownJob, load_registry
 from islandora_job.workers.identity import holding_pidfile
@@ -77,6 +77,8 @@ def route(stdin: BinaryIO, stdout: BinaryIO, *, settings: Settings | None = None
     """
     resolved = config.settings() if settings is None else settings
     data = stdin.read(resolved.max_payload + 1)
+    # A job calling progress() learns why it cannot report from here.
+    token = jobcontext.current.set(jobcontext.VIA_GEARMAN_CLI)
     try:
         name, args, json_result = payload.decode_job(data, None, max_size=resolved.max_payload)
         result = encode_result(load_registry(resolved.modules).resolve(name)(*args), json_result)
@@ -88,5 +90,7 @@ def route(stdin: BinaryIO, stdout: BinaryIO, *, settings: Settings | None = None
         log.exception("job raised")
         stdout.write(payload.encode_failure(exc))
         return 1
+    finally:
+        jobcontext.current.reset(token)
     stdout.write(result)
     return 0

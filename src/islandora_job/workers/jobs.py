@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from islandora_job import payload
+from islandora_job import jobcontext, payload
 from islandora_job.gearman.worker import WorkerJob, WorkFailure
 from islandora_job.registry import Registry, RegistryError, UnknownJob
 
@@ -41,6 +41,8 @@ def handler(
     site, jobs arrive on the functions `{site}_{job}`."""
 
     def handle(job: WorkerJob) -> bytes:
+        # The job in hand, for islandora_job.progress() called from the job function.
+        token = jobcontext.current.set(job)
         try:
             name, args, json_result = payload.decode_job(
                 job.data, job.function, max_size=max_payload, site=site
@@ -52,5 +54,7 @@ def handler(
         except (Exception, SystemExit) as exc:
             log.exception("job %s on %r raised", job.handle, job.function)
             raise WorkFailure(payload.encode_failure(exc)) from exc
+        finally:
+            jobcontext.current.reset(token)
 
     return handle

@@ -11,6 +11,7 @@ from islandora_job import config, payload
 from islandora_job.config import Settings
 from islandora_job.gearman.worker import GearmanWorker
 from islandora_job.registry import load_registry
+from islandora_job.workers.heartbeat import ping_function, ping_handler
 from islandora_job.workers.identity import client_id, holding_pidfile
 from islandora_job.workers.jobs import handler, select_jobs
 
@@ -45,6 +46,8 @@ def run_worker(
         handle = handler(registry, resolved.max_payload, resolved.site)
         for name in names:
             worker.register(payload.gearman_function(name, resolved.site), handle)
+        # The heartbeat `islandora-job ping` asks: answered by this loop, not by a job.
+        worker.register(ping_function(os.getpid(), resolved.site), ping_handler(names))
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: worker.request_stop())
         log.info(
