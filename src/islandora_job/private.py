@@ -1,0 +1,64 @@
+"""Directories private to this user in a shared place (the system temp dir).
+
+Anyone may pre-create a name in /tmp: a directory of theirs, a symbolic link, one of ours
+left world-readable. A private directory is one we made or own, not a link, with no access
+for group or others; anything else is refused, and the next name of a fixed sequence is
+tried, so every process of the user picks the same one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["UnsafeDirectory", "check_private", "private_dir"]
+
+#: Names tried after the first: `<base>.1` ... `<base>.<ALTERNATIVES>`.
+ALTERNATIVES = 20
+
+
+class UnsafeDirectory(OSError):
+    """No private directory could be had; the message names what was refused and why."""
+
+
+def check_private(path: Path) -> str | None:
+    """Why `path` is not a private directory of ours (None when it is one): not a directory,
+    a symbolic link, owned by someone else, or open to group or others. Never follows a link."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    if stat.S_ISLNK(found.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(found.st_mode):
+        return "is not a directory"
+    if found.st_uid != os.geteuid():
+        return f"is owned by uid {found.st_uid}, not {os.geteuid()}"
+    if found.st_mode & 0o077:
+        return f"has mode {stat.S_IMODE(found.st_mode):04o}, not 0700"
+    return None
+
+
+def private_dir(base: Path) -> Path:
+    """`base` (or the first of `<base>.1`, `<base>.2`, ... that is) as a private directory:
+    made 0700 when missing, used only when it passes `check_private`.
+
+    Raises UnsafeDirectory naming every refused candidate when none is private.
+    """
+    base.parent.mkdir(parents=True, exist_ok=True)
+    refused = []
+    for i in range(ALTERNATIVES + 1):
+        path = base if i == 0 else base.with_name(f"{base.name}.{i}")
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        problem = check_private(path)
+        if problem is None:
+            return path
+        refused.append(f"{path} {problem}")
+    raise UnsafeDirectory(
+        "no private directory could be made: "
+        + "; ".join(refused[:3])
+        + f" (and {len(refused) - 3} more); remove them or choose another directory"
+    )
