@@ -23,9 +23,10 @@ class UnsafeDirectory(OSError):
     """No private directory could be had; the message names what was refused and why."""
 
 
-def check_private(path: Path) -> str | None:
+def check_private(path: Path, mode: int = 0o700) -> str | None:
     """Why `path` is not a private directory of ours (None when it is one): not a directory,
-    a symbolic link, owned by someone else, or open to group or others. Never follows a link."""
+    a symbolic link, owned by someone else, or with a permission bit beyond `mode`. Never
+    follows a link."""
     try:
         found = os.lstat(path)
     except FileNotFoundError:
@@ -36,14 +37,15 @@ def check_private(path: Path) -> str | None:
         return "is not a directory"
     if found.st_uid != os.geteuid():
         return f"is owned by uid {found.st_uid}, not {os.geteuid()}"
-    if found.st_mode & 0o077:
-        return f"has mode {stat.S_IMODE(found.st_mode):04o}, not 0700"
+    if stat.S_IMODE(found.st_mode) & ~mode:
+        return f"has mode {stat.S_IMODE(found.st_mode):04o}, not {mode:04o}"
     return None
 
 
-def private_dir(base: Path) -> Path:
+def private_dir(base: Path, mode: int = 0o700) -> Path:
     """`base` (or the first of `<base>.1`, `<base>.2`, ... that is) as a private directory:
-    made 0700 when missing, used only when it passes `check_private`.
+    made with `mode` (0700; 0711 lets another account we run programs as pass through)
+    when missing, used only when it passes `check_private`.
 
     Raises UnsafeDirectory naming every refused candidate when none is private.
     """
@@ -53,7 +55,8 @@ def private_dir(base: Path) -> Path:
         path = base if i == 0 else base.with_name(f"{base.name}.{i}")
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)
-        problem = check_private(path)
+            os.chmod(path, mode)  # mkdir's mode is cut by the umask
+        problem = check_private(path, mode)
         if problem is None:
             return path
         refused.append(f"{path} {problem}")

@@ -53,7 +53,7 @@ def test_the_template_is_built_once_per_run_and_shared_between_processes(
     for copy in ("first", "second", "third"):
         assert (tmp_path / copy / "made-by").read_text() == "this process"
     templates.remove_made_templates()
-    assert not (templates.TEMPLATES / f"{key}-run{os.getpid()}").exists()
+    assert not (templates.templates_dir() / f"{key}-run{os.getpid()}").exists()
 
 
 def test_a_missing_server_program_is_one_line_naming_the_ways_out() -> None:
