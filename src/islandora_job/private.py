@@ -42,6 +42,20 @@ def check_private(path: Path, mode: int = 0o700) -> str | None:
     return None
 
 
+def _tighten(path: Path, mode: int) -> None:
+    """Give `path` exactly `mode` when it is our own directory that no one else could write
+    to (one we just made, whose mode the umask cut, or one of ours left readable by others),
+    never following a link."""
+    found = os.lstat(path)
+    if (
+        stat.S_ISDIR(found.st_mode)
+        and found.st_uid == os.geteuid()
+        and not found.st_mode & 0o022
+        and stat.S_IMODE(found.st_mode) != mode
+    ):
+        os.chmod(path, mode, follow_symlinks=False)
+
+
 def private_dir(base: Path, mode: int = 0o700) -> Path:
     """`base` (or the first of `<base>.1`, `<base>.2`, ... that is) as a private directory:
     made with `mode` (0700; 0711 lets another account we run programs as pass through)
@@ -55,7 +69,7 @@ def private_dir(base: Path, mode: int = 0o700) -> Path:
         path = base if i == 0 else base.with_name(f"{base.name}.{i}")
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)
-            os.chmod(path, mode)  # mkdir's mode is cut by the umask
+        _tighten(path, mode)
         problem = check_private(path, mode)
         if problem is None:
             return path

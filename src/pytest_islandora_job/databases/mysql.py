@@ -1,10 +1,10 @@
 """The MySQL/MariaDB queue: a throwaway MariaDB, or a database of our own on a running server.
 
 gearmand 1.1.20 takes a MySQL password from its command line (it shows in `ps`) unless the
-client library finds it in an option file: on a throwaway server, gearmand connects through
-the Unix socket (`--mysql-host localhost`) with `MARIADB_HOME`/`MYSQL_HOME` naming a 0700
-directory whose my.cnf `[client]` group holds the socket and its account's password (the
-socket option alone, or MYSQL_UNIX_PORT, loses to Debian's own option files). With the DSN
+client library finds it elsewhere. On a throwaway server, gearmand connects through the Unix
+socket (`--mysql-host localhost`) with `MARIADB_HOME`/`MYSQL_HOME` naming a 0700 directory
+whose my.cnf `[client]` group names the socket (MYSQL_UNIX_PORT loses to Debian's own option
+files), as an account that the socket's peer credentials prove (no password at all). With the DSN
 of a running server, the password goes on the command line as before; `redacted_args()` and
 `describe()` never show one.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import pwd
 from pathlib import Path
 
 from islandora_job.dsn import DSN
@@ -42,9 +43,14 @@ SERVER_OPTIONS = (
 )
 
 
+#: The fixtures' account on a throwaway MariaDB: all rights, no password, reached through the
+#: private socket alone (MariaDB's root, renamed).
+ADMIN = "fixtures"
+
+
 class MariaDBServer(LocalServer):
     """A throwaway MariaDB on a Unix socket in its private directory (no TCP), never as OS
-    root; its root account has no password and is reached through that socket alone.
+    root; its admin account (`ADMIN`) has no password and is reached through that socket.
     INTO OUTFILE and LOAD_FILE are confined to an empty private directory."""
 
     name = "MariaDB"
@@ -68,8 +74,8 @@ class MariaDBServer(LocalServer):
     @property
     def admin_dsn(self) -> DSN:
         if self.tcp:
-            return DSN("mysql", "127.0.0.1", self.port or 0, "root", None, "")
-        return DSN("mysql", str(self._sockdir / "mysqld.sock"), 3306, "root", None, "")
+            return DSN("mysql", "127.0.0.1", self.port or 0, ADMIN, None, "")
+        return DSN("mysql", str(self._sockdir / "mysqld.sock"), 3306, ADMIN, None, "")
 
     @property
     def _sockdir(self) -> Path:
@@ -84,6 +90,12 @@ class MariaDBServer(LocalServer):
         return f"mariadb-{digest.hexdigest()[:12]}"
 
     def build_template(self, datadir: Path, log_path: Path) -> None:
+        # The OS user's own name is gearmand's account (see MySQLQueue.account), "root" too.
+        extra = log_path.with_name("admin.sql")
+        # No RENAME USER while bootstrapping (grant tables are off): change the table itself.
+        extra.write_text(
+            f"UPDATE mysql.global_priv SET User = '{ADMIN}' WHERE User = 'root';\n"
+        )
         argv = [
             self.programs[1],
             "--no-defaults",
@@ -92,6 +104,7 @@ class MariaDBServer(LocalServer):
             "--skip-test-db",
             "--skip-name-resolve",
             "--innodb-log-file-size=8M",
+            f"--extra-file={extra}",
         ]
         run_to_end(
             [*run_as_prefix(self.user), *argv], log_path, "mariadb-install-db",
@@ -134,10 +147,17 @@ class MySQLQueue(ServerQueue):
     def create_sql(self) -> str:
         return f"CREATE DATABASE `{self.database_name}`"
 
-    def account_sql(self, user: str, password: str) -> list[str]:
+    def account(self) -> tuple[str, str | None]:
+        """gearmand's account: named after the OS user gearmand runs as (us), proved by the
+        socket's peer credentials (unix_socket): gearmand 1.1.20 sends an empty password
+        rather than none, so a password in its option file is never used, and one on its
+        command line would show in `ps`."""
+        return pwd.getpwuid(os.geteuid()).pw_name, None
+
+    def account_sql(self, user: str, password: str | None) -> list[str]:
         # Rights on its own database only: no FILE, no other database, no GRANT.
         return [
-            f"CREATE USER '{user}'@'localhost' IDENTIFIED BY '{password}'",
+            f"CREATE USER '{user}'@'localhost' IDENTIFIED VIA unix_socket",
             f"GRANT ALL PRIVILEGES ON `{self.database_name}`.* TO '{user}'@'localhost'",
         ]
 

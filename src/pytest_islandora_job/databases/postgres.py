@@ -148,7 +148,7 @@ class PostgresQueue(ServerQueue):
     def create_sql(self) -> str:
         return f'CREATE DATABASE "{self.database_name}"'
 
-    def account_sql(self, user: str, password: str) -> list[str]:
+    def account_sql(self, user: str, password: str | None) -> list[str]:
         # Not a superuser (COPY ... PROGRAM, file access need one), owner of its database alone.
         return [
             f"CREATE ROLE \"{user}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "

@@ -84,10 +84,15 @@ class ServerQueue(QueueDatabase):
     def create_sql(self) -> str:
         """The statement that creates our database."""
 
+    def account(self) -> tuple[str, str | None]:
+        """The name and password of gearmand's account on a throwaway server: random, made
+        for this queue (plain ASCII letters and digits)."""
+        return f"gearmand_{secrets.token_hex(4)}", secrets.token_hex(16)
+
     @abc.abstractmethod
-    def account_sql(self, user: str, password: str) -> list[str]:
+    def account_sql(self, user: str, password: str | None) -> list[str]:
         """The statements that make gearmand's account, owning our database alone (run after
-        create_sql(); user and password are plain ASCII letters and digits)."""
+        create_sql())."""
 
     @abc.abstractmethod
     def drop_sql(self) -> str:
@@ -124,7 +129,7 @@ class ServerQueue(QueueDatabase):
             self._execute(self.create_sql(), "create database")
             dsn = self._server().with_database(self.database_name)
             if isinstance(self.instance, LocalServer):
-                user, password = f"gearmand_{secrets.token_hex(4)}", secrets.token_hex(16)
+                user, password = self.account()
                 for sql in self.account_sql(user, password):
                     self._execute(sql, "make gearmand's account for")
                 self._account = replace(dsn, user=user, password=password)
