@@ -93,9 +93,7 @@ class MariaDBServer(LocalServer):
         # The OS user's own name is gearmand's account (see MySQLQueue.account), "root" too.
         extra = log_path.with_name("admin.sql")
         # No RENAME USER while bootstrapping (grant tables are off): change the table itself.
-        extra.write_text(
-            f"UPDATE mysql.global_priv SET User = '{ADMIN}' WHERE User = 'root';\n"
-        )
+        extra.write_text(f"UPDATE mysql.global_priv SET User = '{ADMIN}' WHERE User = 'root';\n")
         argv = [
             self.programs[1],
             "--no-defaults",

@@ -151,7 +151,7 @@ class PostgresQueue(ServerQueue):
     def account_sql(self, user: str, password: str | None) -> list[str]:
         # Not a superuser (COPY ... PROGRAM, file access need one), owner of its database alone.
         return [
-            f"CREATE ROLE \"{user}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+            f'CREATE ROLE "{user}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
             f"PASSWORD '{password}'",
             f'ALTER DATABASE "{self.database_name}" OWNER TO "{user}"',
             f'REVOKE ALL ON DATABASE "{self.database_name}" FROM PUBLIC',

@@ -27,6 +27,7 @@ def templates_dir() -> Path:
     """Where the templates are (made and checked, see `scratch.area`)."""
     return area("templates")
 
+
 _made_templates: list[tuple[str, Path]] = []
 
 

@@ -104,9 +104,7 @@ class GearmanServer(abc.ABC):
             )
         return self.database
 
-    def wait_ready(
-        self, timeout: float, alive: Callable[[], bool], pid: int | None = None
-    ) -> None:
+    def wait_ready(self, timeout: float, alive: Callable[[], bool], pid: int | None = None) -> None:
         """Poll admin `version` (and `getpid`, when our child's `pid` is known) until it
         answers. Raises ServerStartError if the child dies or stays silent, PortConflict at
         once when the server that answers is not our child (someone else holds the port).

@@ -84,7 +84,7 @@ class ProcessGearmanServer(GearmanServer):
         self.port = settings.port if settings.port is not None else ports.claim_port()
         self._claimed = settings.port is None
         self._started = False
-        self.log_path = workdir / "gearmand.log"
+        self.log_path: Path = workdir / "gearmand.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._database_started = False
 
