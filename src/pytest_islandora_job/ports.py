@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -52,8 +53,16 @@ def holder(port: int) -> str | None:
 
 
 def in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """True when something listens on host:port or the port cannot be bound there."""
-    return bool(port_for.port_is_used(port, host))
+    """True when host:port cannot be bound as gearmand binds it (SO_REUSEADDR, so that the
+    TIME_WAIT connections of a server we killed do not count): someone listens there."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 @functools.cache
