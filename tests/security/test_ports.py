@@ -87,8 +87,9 @@ def test_planted_port_claims_are_refused_for_a_private_directory(
 
 
 def test_a_fixed_port_held_by_another_user_is_one_line_at_once(
-    taken_port: int, other_user: OtherUser, tmp_path: Path
+    taken_port: int, other_user: OtherUser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # a fixed port: one process
     server = ProcessGearmanServer(ServerSettings(port=taken_port), tmp_path)
     began = time.monotonic()
     try:

@@ -188,8 +188,11 @@ def test_a_look_alike_process_is_never_ours_nor_signalled(
     try:
         assert fake.stdout is not None
         fake_pid = int(fake.stdout.readline())
-        cmdline = psutil.Process(fake_pid).cmdline()
-        assert cmdline[1:] == ["-m", "islandora_job", "worker", "--pidfile", str(path)]
+        wanted = ["-m", "islandora_job", "worker", "--pidfile", str(path)]
+        deadline = time.monotonic() + 10
+        while psutil.Process(fake_pid).cmdline()[1:] != wanted:  # until it has exec'd
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         path.write_text(f"{fake_pid}\n")  # a pidfile of ours, its PID reused by the look-alike
         assert islandora_job.stop_worker("w.pid", grace=2, settings=shared_settings) is False
         assert psutil.Process(fake_pid).is_running()
