@@ -8,6 +8,7 @@ tests skip, saying so.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -55,11 +57,22 @@ class OtherUser:
         )  # fmt: skip
 
     def start(self, source: str, *args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
-        """Start a Python script as this account (stopped by the caller, by its PID)."""
+        """Start a Python script as this account (end it with `stop`)."""
         return subprocess.Popen(
             self.command(SYSTEM_PYTHON, str(self.script(source)), *args),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
         )  # fmt: skip
+
+    @staticmethod
+    def stop(proc: subprocess.Popen[str]) -> None:
+        """End what `start` started: runuser and the processes below it, by their PIDs (runuser
+        forks, so killing it alone would leave the script running as the account)."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+        proc.kill()
+        proc.wait()
 
 
 def _require_root() -> None:
@@ -88,9 +101,11 @@ def other_user() -> Iterator[OtherUser]:
     try:
         yield OtherUser(name, entry.pw_uid, entry.pw_gid, shared)
     finally:
-        # The account's processes are the ones the tests started; each test stops its own.
-        subprocess.run(["userdel", name], check=False, capture_output=True)
+        # The account's processes are the ones the tests started; each test stops its own,
+        # and userdel refuses while one still runs: say so rather than leave the account.
+        done = subprocess.run(["userdel", name], check=False, capture_output=True, text=True)
         shutil.rmtree(shared, ignore_errors=True)
+        assert done.returncode == 0, f"userdel {name}: {done.stderr.strip()}"
 
 
 @pytest.fixture

@@ -63,8 +63,7 @@ def taken_port(other_user: OtherUser) -> Iterator[int]:
         assert proc.stdout is not None
         yield int(proc.stdout.readline())
     finally:
-        proc.kill()
-        proc.wait()
+        other_user.stop(proc)
 
 
 def test_planted_port_claims_are_refused_for_a_private_directory(

@@ -83,14 +83,6 @@ def shared_settings(gearman_server: GearmanServer, shared_dir: Path) -> Iterator
         yield resolved
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    # The attacker's processes: runuser and what it started, by PID.
-    for child in psutil.Process(proc.pid).children(recursive=True):
-        child.kill()
-    proc.kill()
-    proc.wait()
-
-
 def test_the_default_temp_dir_is_private_even_when_its_name_is_taken(
     other_user: OtherUser, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -116,7 +108,7 @@ def test_a_lock_held_by_another_user_does_not_hang_start_worker(
             islandora_job.start_worker("w.pid", timeout=5, settings=shared_settings)
         assert time.monotonic() - began < 5.5
     finally:
-        _stop(holder)
+        other_user.stop(holder)
 
 
 def test_every_wait_on_a_lock_honours_the_timeout(shared_settings: Settings) -> None:
@@ -154,7 +146,7 @@ def test_a_fifo_at_the_log_name_is_refused_at_once(
             islandora_job.start_worker("w.pid", timeout=5, settings=shared_settings)
         assert time.monotonic() - began < 2.0
     finally:
-        _stop(fifo)
+        other_user.stop(fifo)
     assert not (shared_settings.temp_dir / "w.pid").exists()
 
 
@@ -201,7 +193,7 @@ def test_a_look_alike_process_is_never_ours_nor_signalled(
         assert islandora_job.stop_worker("w.pid", grace=5, settings=shared_settings) is True
         assert psutil.Process(fake_pid).is_running()
     finally:
-        _stop(fake)
+        other_user.stop(fake)
 
 
 def test_a_planted_pidfile_naming_our_own_worker_never_gets_it_killed(
