@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from islandora_job.gearman.connection import DEFAULT_PORT, parse_address
+from islandora_job.private import private_dir
 
 ENV_SERVERS = "ISLANDORA_JOB_SERVERS"
 ENV_TEMP_DIR = "ISLANDORA_JOB_TEMP_DIR"
@@ -139,6 +140,16 @@ def parse_site(value: str) -> str:
     return value
 
 
+def default_temp_dir() -> Path:
+    """The temp dir when none is set: `<system temp dir>/islandora-job-<uid>`, private to this
+    user (made 0700 and checked, see `islandora_job.private`): the system temp dir itself is
+    shared, and anyone could plant pidfiles, locks or FIFOs in it.
+
+    Raises UnsafeDirectory when no private directory can be had there.
+    """
+    return private_dir(Path(tempfile.gettempdir()) / f"islandora-job-{os.getuid()}")
+
+
 def _from_env(name: str, parse: Callable[[str], T], default: T, env: Mapping[str, str]) -> T:
     """The parsed value of environment variable ``name``, or ``default`` when unset or empty;
     ValueError naming the variable when malformed."""
@@ -182,7 +193,8 @@ def settings() -> Settings:
     o = _over(_layered, _overrides)
     temp_dir = o.temp_dir
     if temp_dir is None:
-        temp_dir = Path(env.get(ENV_TEMP_DIR) or tempfile.gettempdir())
+        given = env.get(ENV_TEMP_DIR)
+        temp_dir = Path(given) if given else default_temp_dir()
     resolved = Settings(
         servers=(
             o.servers

@@ -1,6 +1,7 @@
 """Database addresses for the queue table: mysql://, postgresql:// and sqlite:// DSNs.
 
     mysql://user:password@host:port/database        (mariadb:// too; port defaults to 3306)
+    mysql://user@%2Frun%2Fmysqld%2Fmysqld.sock/db   (a Unix socket: its path, %-encoded)
     postgresql://user:password@host:port/database   (postgres:// too; port defaults to 5432)
     sqlite:///path/to/queue.db                      (the path after sqlite://, as given)
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 __all__ = ["DSN", "DSNError", "DatabaseUnavailable", "parse_dsn"]
 
@@ -56,7 +57,10 @@ class DSN:
         scheme = _SCHEMES[self.kind]
         if self.kind == "sqlite":
             return f"{scheme}://{self.database}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.host.startswith("/"):
+            host = quote(self.host, safe="")  # a Unix socket, written as libpq URIs do
+        else:
+            host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{self.user}@{host}:{self.port}/{self.database}"
 
     def with_database(self, database: str) -> DSN:
@@ -116,8 +120,10 @@ class DSN:
     def _connect_mysql(self, timeout: float) -> Any:
         import pymysql
 
+        socket = self.host if self.host.startswith("/") else None
         return pymysql.connect(
-            host=self.host,
+            host="localhost" if socket else self.host,
+            unix_socket=socket,
             port=self.port,
             user=self.user,
             password=self.password or "",
@@ -168,11 +174,15 @@ def parse_dsn(text: str, kind: str | None = None) -> DSN:
     except ValueError:
         raise DSNError(f"{shown!r} has a bad port; use a number from 1 to 65535") from None
     database = unquote(parts.path.lstrip("/"))
+    # A Unix socket (a path: "%2F..." as libpq URIs write it); urlsplit would lowercase it.
+    host_port = parts.netloc.rpartition("@")[2]
+    raw_host = host_port.rpartition(":")[0] if ":" in host_port else host_port
+    socket = unquote(raw_host) if raw_host[:3].lower() == "%2f" else None
     if "/" in database:
         raise DSNError(f"{shown!r}: the database name may not contain '/'")
     return DSN(
         kind=found,
-        host=parts.hostname or "127.0.0.1",
+        host=socket or parts.hostname or "127.0.0.1",
         port=port or _DEFAULT_PORTS[found],
         user=unquote(parts.username) if parts.username else _DEFAULT_USERS[found],
         password=unquote(parts.password) if parts.password is not None else None,

@@ -13,6 +13,7 @@ from islandora_job.config import layered
 from pytest_islandora_job import config as options
 from pytest_islandora_job import factories, ports, processes
 from pytest_islandora_job.cluster import GearmanCluster
+from pytest_islandora_job.databases import scratch
 from pytest_islandora_job.leftovers import LEFTOVERS
 from pytest_islandora_job.readiness import ServerStartError
 from pytest_islandora_job.servers.base import GearmanServer, tail
@@ -42,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     processes.run_tag()
     processes.reap_leftovers()
     ports.sweep()
+    scratch.sweep_leftovers()
     config.pluginmanager.register(Sweeper(processes.running()), "islandora-job-sweeper")
 
 

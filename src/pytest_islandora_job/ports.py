@@ -1,7 +1,11 @@
 """Free loopback ports, claimed with an exclusive-create sentinel file.
 
 The sentinel directory is shared by every run of one user, so xdist workers and concurrent
-runs never pick the same port; a sentinel whose owner is gone is taken over.
+runs never pick the same port; a sentinel whose owner is gone is taken over. It is private
+(0700, ours, not a link: see `islandora_job.private`), so no other user can see a claim
+before the server binds its port, nor fill the directory with sentinels of their own.
+A claim is only a hint among our own runs: whoever else binds the port first is found out
+by the readiness check (admin `getpid`), and the fixture moves to another port.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +21,48 @@ from pathlib import Path
 import port_for
 import psutil
 
+from islandora_job.private import private_dir
+
+#: Where the sentinels go: this directory, or the first private one after it (`private_dir`).
 SENTINEL_DIR = Path(tempfile.gettempdir()) / f"pytest-islandora-job-ports-{os.getuid()}"
+
+
+def sentinel_dir() -> Path:
+    """The private directory of the sentinels, made when missing; UnsafeDirectory when none
+    can be had."""
+    return private_dir(SENTINEL_DIR)
+
+
+def holder(port: int) -> str | None:
+    """Who listens on TCP `port` of this machine, as "PID NAME (user USER)", "PID ..." or
+    None when no listener is found (or the system hides the sockets of others)."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return None
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            if conn.pid is None:
+                return "a process of another user"
+            try:
+                process = psutil.Process(conn.pid)
+                return f"PID {conn.pid} {process.name()} (user {process.username()})"
+            except (psutil.Error, KeyError):
+                return f"PID {conn.pid}"
+    return None
+
+
+def in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when host:port cannot be bound as gearmand binds it (SO_REUSEADDR, so that the
+    TIME_WAIT connections of a server we killed do not count): someone listens there."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 @functools.cache
@@ -40,21 +86,20 @@ def _owner_alive(sentinel: Path) -> bool:
 
 def claim_port(attempts: int = 50) -> int:
     """Pick a free loopback port and claim it; raises RuntimeError if none could be claimed."""
-    SENTINEL_DIR.mkdir(parents=True, exist_ok=True)
+    directory = sentinel_dir()
     for _ in range(attempts):
         port = port_for.select_random(set(_good_ports()))
         if claim(port):
             return port
-    raise RuntimeError(f"no free port could be claimed after {attempts} attempts in {SENTINEL_DIR}")
+    raise RuntimeError(f"no free port could be claimed after {attempts} attempts in {directory}")
 
 
 def claim(port: int) -> bool:
     """Claim one given port for this process; False if another live process holds it."""
-    SENTINEL_DIR.mkdir(parents=True, exist_ok=True)
-    sentinel = SENTINEL_DIR / f"{port}"
+    sentinel = sentinel_dir() / f"{port}"
     for _ in range(2):
         try:
-            fd = os.open(sentinel, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(sentinel, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
         except FileExistsError:
             if _owner_alive(sentinel):
                 return False
@@ -70,7 +115,7 @@ def claim(port: int) -> bool:
 def sweep() -> int:
     """Remove the sentinels of runs that are gone (killed outright); returns how many."""
     removed = 0
-    for sentinel in SENTINEL_DIR.glob("*") if SENTINEL_DIR.is_dir() else ():
+    for sentinel in sentinel_dir().glob("*"):
         if not _owner_alive(sentinel):
             with contextlib.suppress(FileNotFoundError):
                 sentinel.unlink()
@@ -81,4 +126,4 @@ def sweep() -> int:
 def release(port: int) -> None:
     """Give a claimed port back."""
     with contextlib.suppress(FileNotFoundError):
-        (SENTINEL_DIR / f"{port}").unlink()
+        (sentinel_dir() / f"{port}").unlink()

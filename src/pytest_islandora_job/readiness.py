@@ -15,6 +15,18 @@ class ServerStartError(RuntimeError):
     backend_missing = False
 
 
+class PortConflict(ServerStartError):
+    """Another process answers on the port our server was to listen on: not ours, not ready.
+
+    port: the port; holder: who holds it, when that could be found.
+    """
+
+    def __init__(self, message: str, port: int, holder: str | None) -> None:
+        super().__init__(message)
+        self.port = port
+        self.holder = holder
+
+
 def wait_ready(
     answers: Callable[[], bool],
     alive: Callable[[], bool],

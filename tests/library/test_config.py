@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,7 @@ def pristine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_defaults() -> None:
     assert islandora_job.settings() == Settings(
         servers=("127.0.0.1:4730",),
-        temp_dir=Path(tempfile.gettempdir()).absolute(),
+        temp_dir=Path(tempfile.gettempdir(), f"islandora-job-{os.getuid()}").absolute(),
         modules=(),
         max_payload=16 * 1024 * 1024,
     )

@@ -72,7 +72,7 @@ def _rows(server: LocalServer, sql: str, database: str = "") -> list[tuple[objec
 
 
 def _mariadb(workdir: Path) -> Existing:
-    server = MariaDBServer(workdir, 60.0)
+    server = MariaDBServer(workdir, 60.0, tcp=True)
     server.start()
     with contextlib.closing(server.admin_dsn.connect()) as conn:
         cursor = conn.cursor()
@@ -95,7 +95,7 @@ def _mariadb(workdir: Path) -> Existing:
 def _postgres(workdir: Path) -> Existing:
     import psycopg.sql
 
-    server = PostgresServer(workdir, 60.0)
+    server = PostgresServer(workdir, 60.0, tcp=True)
     server.start()
     assert server.scratch is not None
     with contextlib.closing(server.admin_dsn.connect()) as conn:

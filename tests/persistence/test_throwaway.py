@@ -53,7 +53,7 @@ def test_the_template_is_built_once_per_run_and_shared_between_processes(
     for copy in ("first", "second", "third"):
         assert (tmp_path / copy / "made-by").read_text() == "this process"
     templates.remove_made_templates()
-    assert not (templates.TEMPLATES / f"{key}-run{os.getpid()}").exists()
+    assert not (templates.templates_dir() / f"{key}-run{os.getpid()}").exists()
 
 
 def test_a_missing_server_program_is_one_line_naming_the_ways_out() -> None:
@@ -100,3 +100,21 @@ def test_a_server_that_dies_during_start_up_fails_with_its_log_tail(tmp_path: Pa
     assert "log tail:" in message
     assert "no-such-option-anywhere" in message.split("log tail:", 1)[1]
     assert server.pid is None
+
+
+def test_data_directories_of_a_killed_run_go_at_the_start_of_any_run(
+    pytester: pytest.Pytester,
+) -> None:
+    from pytest_islandora_job.databases import scratch
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = scratch.server_dir(scratch.area("run"), "mariadb-", None)
+    (leftover / scratch.OWNER_FILE).write_text(f"{dead.pid}:0.000")
+    (leftover / "data").mkdir()
+    (leftover / "data" / "ibdata1").write_bytes(b"\0" * 4096)
+    # A run that uses no database at all.
+    pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert not leftover.exists()

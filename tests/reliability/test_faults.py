@@ -224,8 +224,12 @@ def test_with_two_servers_one_killed_clients_and_workers_carry_on(
 
 # gearmand's own words when its queue cannot start, and the reason each plugin gives.
 QUEUE_DOWN = {
-    "mysql": ("MySQL", "Failed to connect to database: Can't connect to server on '127.0.0.1'"),
-    "postgres": ("Postgres", "Connection refused"),
+    # Throwaway servers listen on a Unix socket only: gone with the server.
+    "mysql": (
+        "MySQL",
+        "Failed to connect to database: Can't connect to local server through socket",
+    ),
+    "postgres": ("Postgres", "No such file or directory"),
     "sqlite": ("libsqlite3", "sqlite3_open failed with: unable to open database file"),
 }
 

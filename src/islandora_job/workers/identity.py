@@ -1,4 +1,5 @@
-"""Who a pidfile names: our worker (by its command line), a stale PID, or this process."""
+"""Who a pidfile names: our worker (our user, started before the pidfile was written, its
+command line), a stale PID, or this process."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from islandora_job.config import Settings
 from islandora_job.workers import children
 from islandora_job.workers.pidfiles import (
     GarbledPidfile,
+    PidfileEntry,
     PidfileError,
     create_pidfile,
     locked,
     read_pidfile,
+    read_pidfile_entry,
     remove_pidfile,
     resolve_pidfile,
     write_pid,
@@ -27,6 +30,8 @@ from islandora_job.workers.pidfiles import (
 log = logging.getLogger(__name__)
 
 CLIENT_ID_PREFIX = "islandora-job:"
+#: Seconds a worker waits for its pidfile's lock (start_worker and stop_worker hold it briefly).
+CLAIM_TIMEOUT = 30.0
 
 
 class WorkerRunning(RuntimeError):
@@ -56,13 +61,27 @@ def is_worker_cmdline(cmdline: Sequence[str], path: Path) -> bool:
     return any(p == str(path) or p == path.name for p in given)
 
 
-def our_worker(pid: int, path: Path) -> psutil.Process | None:
-    """The process when pid is a live worker of this pidfile, else None (reaping a child
-    of ours that already exited)."""
+#: How much later than the pidfile's last write a worker's start time may read: the kernel
+#: counts start times in clock ticks from a boot time psutil rounds.
+START_SLACK = 1.0
+
+
+def our_worker(entry: PidfileEntry, path: Path) -> psutil.Process | None:
+    """The process when the pidfile entry names a live worker of this pidfile, else None
+    (reaping a child of ours that already exited).
+
+    A command line alone proves nothing (anyone can start a look-alike): the process must
+    also run as our user and have started before the pidfile was written, which a process
+    that took over a reused PID did not.
+    """
     try:
-        process = psutil.Process(pid)
+        process = psutil.Process(entry.pid)
         if process.status() == psutil.STATUS_ZOMBIE:
-            children.reap(pid)
+            children.reap(entry.pid)
+            return None
+        if process.uids().real != os.getuid() or process.uids().effective != os.geteuid():
+            return None
+        if process.create_time() > entry.written + START_SLACK:
             return None
         cmdline = process.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -75,16 +94,16 @@ def live_worker(path: Path) -> int | None:
     process), else None after removing a stale or garbled pidfile. PidfileError for an
     unsafe one."""
     try:
-        pid = read_pidfile(path)
+        entry = read_pidfile_entry(path)
     except GarbledPidfile as exc:
         log.warning("%s; removing it", exc)
         path.unlink(missing_ok=True)
         return None
-    if pid is None or pid == os.getpid():
-        return pid
-    if our_worker(pid, path) is not None:
-        return pid
-    log.info("removing stale pidfile %s (PID %d is not a live worker)", path, pid)
+    if entry is None or entry.pid == os.getpid():
+        return None if entry is None else entry.pid
+    if our_worker(entry, path) is not None:
+        return entry.pid
+    log.info("removing stale pidfile %s (PID %d is not a live worker)", path, entry.pid)
     path.unlink(missing_ok=True)
     return None
 
@@ -95,8 +114,8 @@ def _claim(path: Path) -> None:
     with contextlib.suppress(PidfileError):
         if read_pidfile(path) == os.getpid():
             return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with locked(path):
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with locked(path, CLAIM_TIMEOUT):
         pid = live_worker(path)
         if pid == os.getpid():
             return

@@ -56,7 +56,8 @@ def count_workers(*, settings: Settings | None = None) -> int:
     alive = 0
     for name in managed_pidfiles(settings=resolved):
         path = pidfile_path(name, settings=resolved)
-        with locked(path):
+        # A worker starting or stopping holds the lock for moments, never this long.
+        with locked(path, timeout=10.0):
             alive += live_worker(path) is not None
     return alive
 

@@ -1,7 +1,9 @@
 """Pidfiles: bare names in the temp dir, opened without following a link, read and written.
 
 A pidfile names one worker; its log, `<name>.log`, sits next to it, and `<name>.lock`
-serialises everyone who checks, removes or creates it.
+serialises everyone who checks, removes or creates it. All three are regular files owned by
+us, mode 0600, opened without following a link or blocking (another user may plant a link,
+a FIFO or a lock in a temp dir that is shared).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import errno
 import fcntl
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from islandora_job import config
 from islandora_job.config import Settings
@@ -76,44 +80,80 @@ def resolve_pidfile(pidfile: str | os.PathLike[str], settings: Settings) -> Path
 
 
 def open_no_link(path: Path, flags: int, what: str) -> int:
-    """os.open that never follows a symbolic link: PidfileError (naming `what`) for one, the
-    OSError otherwise."""
+    """os.open that never follows a symbolic link and never blocks (a FIFO planted at the
+    name), for a regular file owned by us; a file we make is 0600, one we own is made so.
+
+    Raises PidfileError (naming `what`) for a link, a FIFO or other non-regular file, or a
+    file owned by another user; the OSError otherwise (FileNotFoundError without O_CREAT).
+    """
     try:
-        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise PidfileError(
                 f"{what} {path} is a symbolic link; it is never followed: remove it"
             ) from None
+        if exc.errno == errno.ENXIO:
+            raise PidfileError(f"{what} {path} is a FIFO, not a regular file: remove it") from None
         raise
+    try:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            raise PidfileError(f"{what} {path} is not a regular file: remove it")
+        if found.st_uid != os.geteuid():
+            raise PidfileError(
+                f"{what} {path} is owned by uid {found.st_uid}, not by us ({os.geteuid()}): "
+                "another user may have planted it; remove it, or use a temp dir of your own "
+                "(ISLANDORA_JOB_TEMP_DIR)"
+            )
+        if found.st_mode & 0o077:
+            # Ours but readable by others (made by an older version): payloads show in logs.
+            os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def create_pidfile(path: Path) -> int:
-    """Create the pidfile exclusively (never through a link) and return its descriptor;
-    FileExistsError when it exists."""
-    return os.open(path, _CREATE_FLAGS, 0o644)
+    """Create the pidfile exclusively (never through a link), 0600, and return its
+    descriptor; FileExistsError when it exists."""
+    return os.open(path, _CREATE_FLAGS, 0o600)
 
 
-def read_pidfile(path: Path) -> int | None:
-    """The PID a pidfile names, None when there is none; never follows a symbolic link.
+class PidfileEntry(NamedTuple):
+    """What a pidfile says: the PID, and when it was last written (its mtime, epoch seconds)."""
 
-    Raises PidfileError for a link or a file that is not regular, GarbledPidfile when the
-    content is not a PID.
+    pid: int
+    written: float
+
+
+def read_pidfile_entry(path: Path) -> PidfileEntry | None:
+    """The PID a pidfile names and when it was written, None when there is none; never follows
+    a symbolic link nor blocks.
+
+    Raises PidfileError for a link, a file that is not regular or not ours, GarbledPidfile
+    when the content is not a PID.
     """
     try:
-        fd = open_no_link(path, os.O_RDONLY | os.O_NONBLOCK, "pidfile")
+        fd = open_no_link(path, os.O_RDONLY, "pidfile")
     except FileNotFoundError:
         return None
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise PidfileError(f"pidfile {path} is not a regular file: remove it")
+        written = os.fstat(fd).st_mtime
         data = f.read(64)
     text = data.decode("ascii", errors="replace").strip()
     if not text.isdigit() or int(text) <= 0:
         raise GarbledPidfile(
             f"pidfile {path} holds {data[:32]!r}, not a PID: remove it if no worker runs"
         )
-    return int(text)
+    return PidfileEntry(int(text), written)
+
+
+def read_pidfile(path: Path) -> int | None:
+    """The PID a pidfile names (see `read_pidfile_entry`, which raises the same errors)."""
+    entry = read_pidfile_entry(path)
+    return None if entry is None else entry.pid
 
 
 def write_pid(fd: int, pid: int) -> None:
@@ -133,20 +173,52 @@ def remove_pidfile(path: Path, pid: int) -> None:
         pass
 
 
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Serialise check / remove-stale / create of one pidfile across processes and threads.
+class LockTimeout(PidfileError):
+    """The lock of a pidfile stayed held by another process past the timeout."""
 
-    A blocking flock on `<pidfile>.lock`: it wakes the moment the holder is done, never
-    follows a symbolic link, and costs a worker's start-up no import.
+
+@contextlib.contextmanager
+def locked(path: Path, timeout: float) -> Iterator[None]:
+    """Serialise check / remove-stale / create of one pidfile across processes and threads,
+    with a flock on `<pidfile>.lock` (opened as `open_no_link` does), polled until `timeout`
+    seconds pass; the lock file is removed on the way out.
+
+    Raises LockTimeout when another process holds it that long, PidfileError for a lock file
+    that is a link, a FIFO or not ours.
     """
-    fd = os.open(
-        path.with_name(path.name + ".lock"),
-        os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-        0o644,
-    )
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    lock_path = path.with_name(path.name + ".lock")
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        fd = open_no_link(lock_path, os.O_RDWR | os.O_CREAT, "pidfile lock")
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockTimeout(
+                            f"pidfile lock {lock_path} is held by another process for over "
+                            f"{timeout:g}s: wait for it, or remove the lock file if no "
+                            "islandora-job command runs"
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.02)
+            # The holder before us may have removed the file we locked: lock the one at the name.
+            try:
+                current = os.lstat(lock_path)
+            except FileNotFoundError:
+                current = None
+            mine = os.fstat(fd)
+            if current is None or (current.st_ino, current.st_dev) != (mine.st_ino, mine.st_dev):
+                continue
+            try:
+                yield
+            finally:
+                # Still holding it: anyone waiting on this file retries on a fresh one.
+                with contextlib.suppress(FileNotFoundError):
+                    lock_path.unlink()
+            return
+        finally:
+            os.close(fd)

@@ -122,8 +122,9 @@ def start_worker(pidfile: str, *, timeout: float = 30.0, settings: Settings | No
     True once the worker is registered on every server of the settings, False when the
     pidfile already names a live worker (a stale pidfile is removed). Two calls with one name
     at the same moment start one worker. Raises ValueError for a name that is not a bare
-    file name (nothing created), PidfileError for a pidfile that is a symbolic link or not a
-    regular file, RegistryError when no job is registered, WorkerStartError (with the log
+    file name (nothing created), PidfileError for a pidfile, log or lock that is a symbolic
+    link, a FIFO, not a regular file or not ours, LockTimeout when its lock stays held past
+    `timeout`, RegistryError when no job is registered, WorkerStartError (with the log
     tail) when the worker exits or does not register within `timeout` seconds.
     """
     resolved = config.settings() if settings is None else settings
@@ -132,11 +133,12 @@ def start_worker(pidfile: str, *, timeout: float = 30.0, settings: Settings | No
         payload.gearman_function(job, resolved.site)
         for job in select_jobs(load_registry(resolved.modules), None)
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     children.reap_exited()
-    with locked(path):
+    deadline = time.monotonic() + timeout
+    with locked(path, timeout):
         if live_worker(path) is not None:
             return False
         child = _spawn(path, resolved)
-    _wait_registered(child, path, resolved, jobs, timeout)
+    _wait_registered(child, path, resolved, jobs, max(0.0, deadline - time.monotonic()))
     return True

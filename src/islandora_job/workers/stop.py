@@ -19,7 +19,7 @@ from islandora_job.workers.pidfiles import (
     PidfileError,
     locked,
     pidfile_path,
-    read_pidfile,
+    read_pidfile_entry,
     remove_pidfile,
 )
 
@@ -70,27 +70,32 @@ def stop_worker(pidfile: str, *, grace: float = 10.0, settings: Settings | None 
 
     Returns False, signalling nothing, when there is no pidfile, when it names no live
     worker of this pidfile (a reused PID, an unrelated process) or holds no PID; the reason
-    is logged. Raises ValueError for a name that is not a bare file name.
+    is logged; a process of another user is never signalled. Waits up to `grace` seconds
+    for the pidfile's lock. Raises ValueError for a name that is not a bare file name,
+    LockTimeout when the lock stays held longer, PidfileError when the lock file is a link,
+    a FIFO or another user's file (such a pidfile is logged and left: False).
     """
     resolved = config.settings() if settings is None else settings
     path = pidfile_path(pidfile, settings=resolved)
     if not os.path.lexists(path):
         log.info("no pidfile %s: no worker to stop", path)
         return False
-    with locked(path):
+    with locked(path, grace):
         try:
-            pid = read_pidfile(path)
+            entry = read_pidfile_entry(path)
         except PidfileError as exc:
             log.warning("%s", exc)
             return False
-        if pid is None:
+        if entry is None:
             return False
-        process = our_worker(pid, path)
+        pid = entry.pid
+        process = our_worker(entry, path)
         if process is None:
             if psutil.pid_exists(pid):
                 log.warning(
                     "pidfile %s names PID %d, which is not the islandora-job worker of this "
-                    "pidfile: not signalled; remove the pidfile if it is stale",
+                    "pidfile (another command, another user, or started after the pidfile "
+                    "was written): not signalled; remove the pidfile if it is stale",
                     path,
                     pid,
                 )

@@ -66,6 +66,11 @@ class QueueDatabase(abc.ABC):
     def gearmand_args(self) -> list[str]:
         """The gearmand flags that select this queue (valid after start())."""
 
+    def gearmand_env(self) -> dict[str, str]:
+        """Environment variables gearmand needs for this queue (valid after start()): where
+        a client option file with the socket and the password is; none by default."""
+        return {}
+
     @abc.abstractmethod
     def describe(self) -> str:
         """Where the queue lives, for headers and errors; never holds a password."""

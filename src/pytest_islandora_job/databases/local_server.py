@@ -1,13 +1,19 @@
-"""A throwaway MariaDB or PostgreSQL as a child process, on a claimed loopback port.
+"""A throwaway MariaDB or PostgreSQL as a child process, reached by a Unix socket only.
 
 Its data directory is copied from a template made once per run (see `templates`), and it
-listens until `remove()`.
+listens until `remove()`. No other local user can reach it: there is no TCP listener, the
+socket sits in a 0700 directory owned by the account the server runs as (ours, or a
+dedicated system account when we are root: see `programs.database_account`), and gearmand
+gets an account of its own that owns only its database (see `server_queue`). `tcp=True`
+gives a server on a claimed loopback port instead, as a running server of a user's own would
+be (tests of the existing-server path use it).
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import pwd
 import shutil
 import signal
@@ -17,14 +23,15 @@ from pathlib import Path
 from islandora_job.dsn import DSN
 from islandora_job.logs import tail
 from pytest_islandora_job import ports, processes
-from pytest_islandora_job.databases.programs import run_as_prefix
-from pytest_islandora_job.databases.scratch import SHARED_ROOT, private_dir, sweep
+from pytest_islandora_job.databases.programs import database_account, run_as_prefix
+from pytest_islandora_job.databases.scratch import area, server_dir, sweep
 from pytest_islandora_job.databases.templates import copy_template
 from pytest_islandora_job.readiness import wait_ready
 
 
 class LocalServer(abc.ABC):
-    """A throwaway database server: a child process on a claimed loopback port.
+    """A throwaway database server: a child process on a Unix socket (or, with `tcp`, on a
+    claimed loopback port).
 
     `start()` (first time: copy the data directory from the run's template), `stop()` (keeps
     the data, so `start()` brings the same database back on the same port), `restart()`,
@@ -36,23 +43,30 @@ class LocalServer(abc.ABC):
     #: Signal for a fast, clean shutdown.
     stop_signal: int = signal.SIGTERM
 
-    def __init__(self, workdir: Path, start_timeout: float) -> None:
+    def __init__(self, workdir: Path, start_timeout: float, *, tcp: bool = False) -> None:
         self.workdir = workdir
         self.start_timeout = start_timeout
+        self.tcp = tcp
         self.log_path = workdir / f"{self.name.lower()}.log"
         self.port: int | None = None
         self.scratch: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
-    @property
+    @functools.cached_property
     def user(self) -> pwd.struct_passwd | None:
-        """The account the server runs as, when not the current one."""
-        return None
+        """The account the server runs as, when not the current one (we are root)."""
+        return database_account()
+
+    @property
+    def address(self) -> str:
+        """Where the server listens, for messages: a socket path or 127.0.0.1:port."""
+        return f"127.0.0.1:{self.port}" if self.tcp else self.admin_dsn.host
 
     @property
     @abc.abstractmethod
     def admin_dsn(self) -> DSN:
-        """A DSN with full rights on the server (valid once a port is claimed)."""
+        """A DSN with full rights on the server, valid once started; over the Unix socket
+        (its directory is out of other users' reach), or TCP with `tcp`."""
 
     @abc.abstractmethod
     def template_key(self) -> str:
@@ -88,16 +102,16 @@ class LocalServer(abc.ABC):
         user = self.user
         argv_prefix = run_as_prefix(user)
         if self.scratch is None:
-            runs = SHARED_ROOT / "run"
+            runs = area("run")
             sweep(runs)
-            scratch = private_dir(runs, f"{self.name.lower()}-", user)
+            scratch = server_dir(runs, f"{self.name.lower()}-", user)
             try:
                 copy_template(self.template_key(), self.build_template, scratch / "data", user)
             except BaseException:
                 shutil.rmtree(scratch, ignore_errors=True)
                 raise
             self.scratch = scratch
-        if self.port is None:
+        if self.port is None and self.tcp:
             self.port = ports.claim_port()
         argv = argv_prefix + self.argv(self.scratch / "data", self.scratch)
         proc = self._proc = processes.spawn(argv, self.log_path)
@@ -114,10 +128,10 @@ class LocalServer(abc.ABC):
             self.start_timeout,
             died=lambda: (
                 f"throwaway {self.name} exited with {proc.poll()} during start-up on "
-                f"127.0.0.1:{self.port}; log tail:\n{tail(self.log_path)}"
+                f"{self.address}; log tail:\n{tail(self.log_path)}"
             ),
             late=lambda: (
-                f"throwaway {self.name} did not accept connections on 127.0.0.1:{self.port} "
+                f"throwaway {self.name} did not accept connections on {self.address} "
                 f"within {self.start_timeout:g}s; log tail:\n{tail(self.log_path)}"
             ),
             max_delay=0.1,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import pwd
 import signal
 from pathlib import Path
 
@@ -42,6 +41,12 @@ SERVER_SETTINGS = (
 )
 
 
+#: Names the socket file (.s.PGSQL.5432) of a server without TCP.
+SOCKET_PORT = 5432
+# The socket's directory is reachable by us alone; gearmand's role still proves its password.
+LOCAL_HBA = "local all postgres trust\nlocal all all scram-sha-256\n"
+
+
 def _bin_dirs() -> tuple[str, ...]:
     """Debian's versioned PostgreSQL bin directories, newest first."""
     root = Path("/usr/lib/postgresql")
@@ -59,9 +64,11 @@ def _passfile_field(value: str) -> str:
 
 
 class PostgresServer(LocalServer):
-    """A throwaway PostgreSQL cluster on a claimed loopback port; trust authentication.
+    """A throwaway PostgreSQL cluster on a Unix socket in its private directory (no TCP).
 
-    PostgreSQL refuses to run as root: as root, initdb and the server run as `postgres`."""
+    The superuser `postgres` is trusted on that socket alone; every other role proves its
+    password (scram-sha-256). PostgreSQL refuses to run as root: as root, initdb and the
+    server run as the dedicated database account."""
 
     name = "PostgreSQL"
     # SIGINT is the fast shutdown; SIGTERM would wait for gearmand to disconnect.
@@ -74,22 +81,13 @@ class PostgresServer(LocalServer):
         # A symlink in PATH leads to the versioned directory, where initdb is too.
         return Path(postgres).resolve().parent
 
-    @functools.cached_property
-    def user(self) -> pwd.struct_passwd | None:
-        if os.geteuid() != 0:
-            return None
-        try:
-            return pwd.getpwnam("postgres")
-        except KeyError:
-            raise ServerStartError(
-                "running as root, PostgreSQL must run as the 'postgres' account, which does "
-                "not exist: install postgresql (it makes the account), give "
-                f"{DSN_HINT}, or use another --gearman-queue"
-            ) from None
-
     @property
     def admin_dsn(self) -> DSN:
-        return DSN("postgres", "127.0.0.1", self.port or 0, "postgres", None, "postgres")
+        if self.tcp:
+            return DSN("postgres", "127.0.0.1", self.port or 0, "postgres", None, "postgres")
+        if self.scratch is None:
+            raise RuntimeError(f"throwaway {self.name} is not started; call start() first")
+        return DSN("postgres", str(self.scratch), SOCKET_PORT, "postgres", None, "postgres")
 
     def template_key(self) -> str:
         postgres = self.bindir / "postgres"
@@ -120,9 +118,16 @@ class PostgresServer(LocalServer):
         run_to_end(argv, log_path, "initdb", TEMPLATE_BUILD_TIMEOUT)
 
     def argv(self, datadir: Path, sockdir: Path) -> list[str]:
-        argv = [str(self.bindir / "postgres"), "-D", str(datadir), "-p", str(self.port)]
+        port = self.port if self.tcp else SOCKET_PORT
+        argv = [str(self.bindir / "postgres"), "-D", str(datadir), "-p", str(port)]
         argv += ["-k", str(sockdir)]
-        for setting in SERVER_SETTINGS:
+        settings = [*SERVER_SETTINGS]
+        if not self.tcp:
+            # The last -c wins: no TCP listener, and the socket rules below.
+            hba = sockdir / "pg_hba.conf"
+            hba.write_text(LOCAL_HBA)
+            settings += ["listen_addresses=", f"hba_file={hba}"]
+        for setting in settings:
             argv += ["-c", setting]
         return argv
 
@@ -143,13 +148,22 @@ class PostgresQueue(ServerQueue):
     def create_sql(self) -> str:
         return f'CREATE DATABASE "{self.database_name}"'
 
+    def account_sql(self, user: str, password: str | None) -> list[str]:
+        # Not a superuser (COPY ... PROGRAM, file access need one), owner of its database alone.
+        return [
+            f'CREATE ROLE "{user}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+            f"PASSWORD '{password}'",
+            f'ALTER DATABASE "{self.database_name}" OWNER TO "{user}"',
+            f'REVOKE ALL ON DATABASE "{self.database_name}" FROM PUBLIC',
+        ]
+
     def drop_sql(self) -> str:
         # FORCE (PostgreSQL 13+) ends sessions a killed gearmand may have left behind.
         return f'DROP DATABASE IF EXISTS "{self.database_name}" WITH (FORCE)'
 
     def start(self) -> None:
         super().start()
-        dsn = self.dsn
+        dsn = self.gearmand_dsn
         if dsn.password:
             self.workdir.mkdir(parents=True, exist_ok=True)
             fields = (dsn.host, str(dsn.port), dsn.database, dsn.user, dsn.password)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pwd
 import shutil
 import subprocess
@@ -30,6 +32,38 @@ def find_program(name: str, where: Sequence[str], package: str, queue: str, dsn_
             f"(builtin or sqlite) instead of {queue}"
         )
     return found
+
+
+#: The system account throwaway database servers run as when the tests run as root.
+DB_ACCOUNT = "islandora-job-db"
+
+
+def database_account() -> pwd.struct_passwd | None:
+    """The account a throwaway database server runs as: None (this one) unless we are root;
+    as root, `DB_ACCOUNT`, made (a system account, no home, no login shell) when missing, so
+    the server never runs as root nor as an account that owns anything else.
+
+    Raises ServerStartError when the account cannot be made.
+    """
+    if os.geteuid() != 0:
+        return None
+    with contextlib.suppress(KeyError):
+        return pwd.getpwnam(DB_ACCOUNT)
+    done = subprocess.run(
+        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", DB_ACCOUNT],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    try:
+        # Another process of the run may have made it meanwhile: then useradd failed.
+        return pwd.getpwnam(DB_ACCOUNT)
+    except KeyError:
+        raise ServerStartError(
+            f"cannot make the system account {DB_ACCOUNT!r} that throwaway databases run as "
+            f"when the tests run as root: useradd said {done.stderr.strip() or done.returncode!r};"
+            f" make it yourself (useradd --system --user-group --no-create-home --shell "
+            f"/usr/sbin/nologin {DB_ACCOUNT}), or run the tests as another user"
+        ) from None
 
 
 def run_as_prefix(user: pwd.struct_passwd | None) -> list[str]:

@@ -1,8 +1,11 @@
 """Where throwaway database servers keep their files: private directories tagged with their run.
 
-Data directories, sockets and templates live under `SHARED_ROOT`, not in the test's temp dir:
-socket paths must stay short, and the PostgreSQL user (when running as root) must reach them.
-A directory whose owning run is gone is swept by the next run that looks.
+Data directories, sockets and templates live under `shared_root()`, not in the test's temp
+dir: socket paths must stay short, and the database account (when running as root) must reach
+them. The root is ours (not a link, checked), 0711 so that account passes through it without
+listing it; each server's directory below is 0700 and owned by the account the server runs as,
+so its socket is out of every other user's reach. A directory whose owning run is gone is
+swept at the start of every run (`sweep_leftovers`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from islandora_job.private import check_private, private_dir
 from pytest_islandora_job import processes
 
 SHM = Path("/dev/shm")
@@ -21,7 +25,7 @@ SHM_MIN_FREE = 1 << 30
 OWNER_FILE = "owner"
 
 
-def _shared_root() -> Path:
+def _shared_base() -> Path:
     # In memory when there is room: copying a data directory to a busy disk takes up to a
     # second, to tmpfs a few milliseconds (a container's 64 MB /dev/shm is passed over).
     base = Path(tempfile.gettempdir())
@@ -32,16 +36,25 @@ def _shared_root() -> Path:
     return base / f"pytest-islandora-job-db-{os.getuid()}"
 
 
-#: The root of every throwaway server's files, one per user.
-SHARED_ROOT = _shared_root()
+#: Where the root of every throwaway server's files is asked for, one per user.
+SHARED_BASE = _shared_base()
+#: Access the root and its folders give the database account: pass through, no listing.
+PASS_THROUGH = 0o711
 
 
-def private_dir(parent: Path, prefix: str, user: pwd.struct_passwd | None) -> Path:
+def shared_root() -> Path:
+    """The root of every throwaway server's files: `SHARED_BASE` or the first private
+    alternative (see `islandora_job.private`). Raises UnsafeDirectory when none is private."""
+    return private_dir(SHARED_BASE, PASS_THROUGH)
+
+
+def area(name: str) -> Path:
+    """A folder of the shared root ("run", "templates"), checked as the root is."""
+    return private_dir(shared_root() / name, PASS_THROUGH)
+
+
+def server_dir(parent: Path, prefix: str, user: pwd.struct_passwd | None) -> Path:
     """A fresh 0700 directory under `parent`, owned by `user` when given, tagged with the run."""
-    parent.mkdir(parents=True, exist_ok=True)
-    # Reachable by the database user, whose own directories below stay private.
-    for directory in (SHARED_ROOT, parent):
-        directory.chmod(0o755)
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     (path / OWNER_FILE).write_text(processes.run_tag())
     if user is not None:
@@ -55,6 +68,15 @@ def _owner_gone(path: Path) -> bool:
     except OSError:
         return False  # being made right now, or not ours
     return not processes.owner_alive(tag)
+
+
+def sweep_leftovers() -> None:
+    """Remove the server directories and templates of runs that are gone (killed outright),
+    whether or not this run uses a database: they hold tens of MB of shared memory."""
+    root = shared_root()
+    for name in ("run", "templates"):
+        if check_private(root / name, PASS_THROUGH) is None:
+            sweep(root / name)
 
 
 def sweep(parent: Path, prefix: str = "") -> None:

@@ -3,7 +3,9 @@
 The queue takes its server from the caller: a throwaway `DatabaseServer` it boots and removes
 (a `LocalServer`, or a container of the docker backend), or the DSN of a running server
 (then only our database is made and dropped). Either way it makes its database with plain
-connection values: the server's admin DSN.
+connection values: the server's admin DSN. On a throwaway server of our own (a `LocalServer`)
+gearmand gets an account made for the run, with a random password, that owns its database and
+nothing else (no superuser, no file rights).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import abc
 import contextlib
 import secrets
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from islandora_job.dsn import DSN, DatabaseUnavailable
 from islandora_job.queue import DEFAULT_TABLE
 from pytest_islandora_job.databases.base import QueueDatabase
+from pytest_islandora_job.databases.local_server import LocalServer
 from pytest_islandora_job.readiness import ServerStartError
 
 
@@ -74,10 +78,21 @@ class ServerQueue(QueueDatabase):
         self.instance = None if isinstance(server, DSN) else server
         self.database_name = unique_name()
         self._dsn: DSN | None = None
+        self._account: DSN | None = None
 
     @abc.abstractmethod
     def create_sql(self) -> str:
         """The statement that creates our database."""
+
+    def account(self) -> tuple[str, str | None]:
+        """The name and password of gearmand's account on a throwaway server: random, made
+        for this queue (plain ASCII letters and digits)."""
+        return f"gearmand_{secrets.token_hex(4)}", secrets.token_hex(16)
+
+    @abc.abstractmethod
+    def account_sql(self, user: str, password: str | None) -> list[str]:
+        """The statements that make gearmand's account, owning our database alone (run after
+        create_sql())."""
 
     @abc.abstractmethod
     def drop_sql(self) -> str:
@@ -92,7 +107,10 @@ class ServerQueue(QueueDatabase):
 
     @property
     def gearmand_dsn(self) -> DSN:
-        """Our database as gearmand reaches it: through the throwaway server, if ours."""
+        """Our database as gearmand reaches it: as its own account on a throwaway server of
+        ours, through the throwaway container, or as the fixtures do."""
+        if self._account is not None:
+            return self._account
         return self.dsn if self.instance is None else self.instance.gearmand_dsn(self.dsn)
 
     def _server(self) -> DSN:
@@ -109,14 +127,20 @@ class ServerQueue(QueueDatabase):
             if self.instance is not None:
                 self.instance.start()
             self._execute(self.create_sql(), "create database")
-            self._dsn = self._server().with_database(self.database_name)
+            dsn = self._server().with_database(self.database_name)
+            if isinstance(self.instance, LocalServer):
+                user, password = self.account()
+                for sql in self.account_sql(user, password):
+                    self._execute(sql, "make gearmand's account for")
+                self._account = replace(dsn, user=user, password=password)
+            self._dsn = dsn
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
         """Drop our database on an existing server, or remove the throwaway server."""
-        started, self._dsn = self._dsn, None
+        started, self._dsn, self._account = self._dsn, None, None
         if started is not None and self.instance is None:
             self._execute(self.drop_sql(), "drop database")
         if self.instance is not None:

@@ -17,11 +17,16 @@ from pathlib import Path
 import filelock
 
 from pytest_islandora_job import processes
-from pytest_islandora_job.databases.scratch import SHARED_ROOT, private_dir, sweep
+from pytest_islandora_job.databases.scratch import area, server_dir, sweep
 from pytest_islandora_job.readiness import ServerStartError
 
 TEMPLATE_BUILD_TIMEOUT = 180.0
-TEMPLATES = SHARED_ROOT / "templates"
+
+
+def templates_dir() -> Path:
+    """Where the templates are (made and checked, see `scratch.area`)."""
+    return area("templates")
+
 
 _made_templates: list[tuple[str, Path]] = []
 
@@ -44,7 +49,7 @@ def _run_key() -> str:
 
 
 def _template_lock(key: str, timeout: float = TEMPLATE_BUILD_TIMEOUT) -> filelock.FileLock:
-    return filelock.FileLock(TEMPLATES / f"{key}.lock", timeout=timeout)
+    return filelock.FileLock(templates_dir() / f"{key}.lock", timeout=timeout)
 
 
 def remove_made_templates() -> None:
@@ -69,15 +74,15 @@ def copy_template(
 
     Raises ServerStartError when the copy fails, and whatever `build` raises.
     """
-    path = TEMPLATES / f"{key}-{_run_key()}"
-    TEMPLATES.mkdir(parents=True, exist_ok=True)
+    templates = templates_dir()
+    path = templates / f"{key}-{_run_key()}"
     # One lock per template kind, shared by every run: lock files never pile up. Under it,
     # no one copies this kind, so templates of killed runs can go.
     with _template_lock(key):
         if not (path / "data").is_dir():
-            sweep(TEMPLATES, f"{key}-")
+            sweep(templates, f"{key}-")
             shutil.rmtree(path, ignore_errors=True)
-            made = private_dir(TEMPLATES, f"{path.name}.", user)
+            made = server_dir(templates, f"{path.name}.", user)
             try:
                 build(made / "data", made / "build.log")
                 made.rename(path)

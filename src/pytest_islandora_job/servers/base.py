@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from islandora_job.gearman.admin import FunctionStatus, GearmanAdmin
-from islandora_job.gearman.connection import ServerUnavailable
+from islandora_job.gearman.admin import AdminError, FunctionStatus, GearmanAdmin
+from islandora_job.gearman.connection import Connection, ServerUnavailable
+from islandora_job.gearman.protocol import ProtocolError
 from islandora_job.logs import tail
-from pytest_islandora_job.readiness import wait_ready
+from pytest_islandora_job import ports
+from pytest_islandora_job.readiness import PortConflict, wait_ready
 
 if TYPE_CHECKING:
     from pytest_islandora_job.config import ServerSettings
@@ -37,8 +40,8 @@ class GearmanServer(abc.ABC):
 
     @property
     def address(self) -> str:
-        """ "host:port" as clients and workers take it."""
-        return f"{self.host}:{self.port}"
+        """ "host:port" ("[v6]:port" for an IPv6 host) as clients and workers take it."""
+        return Connection.format_address(self.host, self.port)
 
     @property
     def version(self) -> str:
@@ -101,15 +104,33 @@ class GearmanServer(abc.ABC):
             )
         return self.database
 
-    def wait_ready(self, timeout: float, alive: Callable[[], bool]) -> None:
-        """Poll admin `version` until it answers; raises ServerStartError if the child dies."""
+    def wait_ready(self, timeout: float, alive: Callable[[], bool], pid: int | None = None) -> None:
+        """Poll admin `version` (and `getpid`, when our child's `pid` is known) until it
+        answers. Raises ServerStartError if the child dies or stays silent, PortConflict at
+        once when the server that answers is not our child (someone else holds the port).
+        """
 
         def answers() -> bool:
+            answered: int | None = None
             try:
                 with GearmanAdmin(self.address, timeout=1.0) as admin:
-                    self._version = admin.version()
-            except (ServerUnavailable, OSError):
+                    version = admin.version()
+                    if pid is not None:
+                        # Any server answers `version`; only ours answers with our child's PID
+                        # (a server that cannot say its PID is not ours either).
+                        with contextlib.suppress(ProtocolError, AdminError):
+                            answered = admin.getpid()
+            except (ServerUnavailable, OSError, ProtocolError):
                 return False
+            if answered != pid:
+                found = ports.holder(self.port)
+                raise PortConflict(
+                    f"port {self.port} is taken by another server ({found or f'PID {answered}'})"
+                    f", not our gearmand (PID {pid})",
+                    self.port,
+                    found,
+                )
+            self._version = version
             return True
 
         wait_ready(

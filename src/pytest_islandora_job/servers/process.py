@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_islandora_job import ports, processes
-from pytest_islandora_job.readiness import ServerStartError
+from pytest_islandora_job.readiness import PortConflict, ServerStartError
 from pytest_islandora_job.servers import client_host
 from pytest_islandora_job.servers.base import GearmanServer
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 # Searched after PATH for a bare name: the C gearmand lives in an sbin directory, which a
 # user's PATH may lack while it has /usr/bin, where Perl's Gearman::Server installs its own.
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+#: Claimed ports tried before giving up when others keep taking them first.
+PORT_ATTEMPTS = 5
 
 
 def _is_script(path: str) -> bool:
@@ -74,8 +76,15 @@ class ProcessGearmanServer(GearmanServer):
         super().__init__(settings, database)
         self.workdir = workdir
         self.host = client_host(settings.listen)
+        if settings.port is not None and os.environ.get("PYTEST_XDIST_WORKER"):
+            raise ServerStartError(
+                f"--gearman-port {settings.port} is fixed, but xdist workers each start a "
+                "gearmand of their own and cannot share one port: leave --gearman-port unset "
+                "under -n, or run with -n 0"
+            )
         self.port = settings.port if settings.port is not None else ports.claim_port()
         self._claimed = settings.port is None
+        self._started = False
         self.log_path: Path = workdir / "gearmand.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._database_started = False
@@ -110,10 +119,14 @@ class ProcessGearmanServer(GearmanServer):
         return argv + list(self.settings.extra_args)
 
     def start(self) -> None:
-        """Start gearmand and wait until it answers admin `version`.
+        """Start gearmand and wait until it answers admin `version`, and `getpid` with the PID
+        of our child.
 
-        Raises ServerStartError with the log tail when gearmand is missing, exits early or
-        does not answer within the start timeout.
+        A claimed port someone else holds is given up for another (at the first start only:
+        a restart keeps the address clients know). Raises PortConflict, in one line naming
+        the port and its holder, when a fixed port (or a restart's) is taken, and
+        ServerStartError with the log tail when gearmand is missing, exits early or does not
+        answer within the start timeout.
         """
         if self.pid is not None:
             return
@@ -121,13 +134,36 @@ class ProcessGearmanServer(GearmanServer):
         if self.database is not None and not self._database_started:
             self.database.start()
             self._database_started = True
+        movable = self._claimed and not self._started
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                self._start_on_port()
+                break
+            except PortConflict:
+                if not movable or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                ports.release(self.port)
+                self.port = ports.claim_port()
+        self._started = True
+
+    def _start_on_port(self) -> None:
+        if ports.in_use(self.port, self.host):
+            # gearmand would retry the bind for about 22 s: say so now.
+            found = ports.holder(self.port)
+            raise PortConflict(
+                f"port {self.port} is in use ({found or 'holder not found'}): free it, give "
+                "another --gearman-port, or leave it unset for a free one",
+                self.port,
+                found,
+            )
         self._version = None
-        argv = self.command()
-        proc = self._proc = processes.spawn(argv, self.log_path)
+        env = None if self.database is None else {**os.environ, **self.database.gearmand_env()}
+        proc = self._proc = processes.spawn(self.command(), self.log_path, env)
         try:
-            self.wait_ready(self.settings.start_timeout, lambda: proc.poll() is None)
+            self.wait_ready(self.settings.start_timeout, lambda: proc.poll() is None, proc.pid)
         except ServerStartError:
             processes.stop(proc, grace=1.0)
+            self._proc = None
             raise
 
     def stop(self) -> None:
