@@ -90,8 +90,7 @@ def test_a_job_added_to_a_module_is_served_by_the_next_worker(
 ) -> None:
     module = tmp_path / "growing_jobs.py"
     module.write_text(
-        "def register_jobs():\n    return {'one': 'growing_jobs:one'}\n\n"
-        "def one():\n    return 1\n"
+        "def register_jobs():\n    return {'one': 'growing_jobs:one'}\n\ndef one():\n    return 1\n"
     )
     paths = [str(tmp_path), str(REPO), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
