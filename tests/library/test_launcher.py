@@ -214,10 +214,12 @@ def test_the_launcher_ends_with_its_parent_and_its_workers_live_on(
     try:
         assert parent.stdout is not None
         launcher_pid = int(parent.stdout.readline())
+        socket_path = Path(psutil.Process(launcher_pid).cmdline()[-1])
         worker_pid = _pid(job_settings, "orphan.pid")
         parent.kill()
         parent.wait()
         _wait_gone(launcher_pid)
+        assert not socket_path.parent.exists()  # nothing left behind
         assert psutil.Process(worker_pid).is_running()
         workers = [w.client_id for w in _admin_workers(gearman_server.address)]
         assert client_id(worker_pid) in workers

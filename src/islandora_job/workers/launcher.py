@@ -425,7 +425,11 @@ def serve(socket_path: str) -> None:
             for key, _ in selector.select():
                 if key.fileobj == owner:
                     if not os.read(owner, 4096):
+                        # The owner is gone (maybe killed): leave nothing behind.
                         listener.close()
+                        with contextlib.suppress(OSError):
+                            os.unlink(socket_path)
+                            os.rmdir(os.path.dirname(socket_path))
                         return
                 else:
                     conn, _ = listener.accept()
