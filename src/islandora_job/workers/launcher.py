@@ -214,7 +214,11 @@ class _Launcher:
         if "pid" not in answer:
             conn.close()
             raise LaunchError(f"the worker launcher refused: {answer.get('error', answer)}")
-        worker = LaunchedWorker(int(answer["pid"]), conn)
+        try:
+            worker = LaunchedWorker(int(answer["pid"]), conn)
+        except OSError as exc:  # it exited at once: pidfd_open found no process
+            conn.close()
+            raise LaunchError(f"the forked worker is gone: {exc}") from exc
         worker._buffer = rest
         return worker
 
