@@ -397,13 +397,18 @@ def _worker(
 def serve(socket_path: str) -> None:
     """The launcher's loop: fork a worker per request of its owner; end when stdin closes."""
     import gc
+    from importlib.metadata import entry_points
 
     from islandora_job import cli
+    from islandora_job.registry import ENTRY_POINT_GROUP
 
-    # What every worker needs, imported once; the parser built once so that its first-use
-    # costs are paid here. Frozen, these objects are never scanned by a forked worker's
+    # What every worker needs, imported once; the parser built once and the entry points
+    # read once, so that their first-use costs (lazy imports, compiled from source when
+    # there is no byte code) are paid here. Workers read the entry points again: an install
+    # made meanwhile is seen. Frozen, these objects are never scanned by a forked worker's
     # collector, which would copy every page they sit on.
     cli.build_parser()
+    entry_points(group=ENTRY_POINT_GROUP)
     gc.freeze()
     uid = os.getuid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
