@@ -409,6 +409,9 @@ def serve(socket_path: str) -> None:
     # collector, which would copy every page they sit on.
     cli.build_parser()
     entry_points(group=ENTRY_POINT_GROUP)
+    # A worker's first connect resolves its server's host name, which imports the idna
+    # codec (and stringprep): done here, it is not done again in every worker.
+    socket.getaddrinfo("localhost", None)
     gc.freeze()
     uid = os.getuid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
