@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import background, batch, common, embedded, fixtures, roundtrip, xdist
+from benchmarks import background, batch, calls, common, embedded, fixtures, roundtrip, xdist
 from benchmarks.common import Row
 
-SECTIONS = ("foreground", "background", "batch", "fixtures", "embedded", "xdist")
+SECTIONS = ("foreground", "calls", "background", "batch", "fixtures", "embedded", "xdist")
 
 
 def _gearmand_version() -> str:
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     runs, slow = args.runs, min(3, args.runs)
     plan: dict[str, Callable[[], list[Row]]] = {
         "foreground": lambda: roundtrip.run(runs),
+        "calls": lambda: calls.run(runs),
         "background": lambda: background.run(runs, slow),
         "batch": lambda: batch.run(slow),
         "fixtures": lambda: fixtures.run(runs * 2, slow),
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "gearmand": _gearmand_version(),
         "cores": os.cpu_count(),
+        "machine": common.machine(),
         "runs": runs,
         "load_before": common.load(),
         "sections": {},
@@ -103,11 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             section_rows = [common.unavailable(name, name, "", common.describe_error(exc))]
         elapsed = time.perf_counter() - start
-        meta["sections"][name] = {"seconds": round(elapsed, 1), "load_after": common.load()}
+        after = common.load()
+        meta["sections"][name] = {"seconds": round(elapsed, 1), "load_after": after}
+        for row in section_rows:
+            row.load = after
         print(f"benchmarks: {name} took {elapsed:.0f} s", file=sys.stderr, flush=True)
         rows += section_rows
     meta["load_after"] = common.load()
     meta["seconds"] = round(time.perf_counter() - began, 1)
+    print(f"machine: {meta['machine']}")
     print(common.table(rows))
     print(
         f"\nload average {meta['load_before']} before, {meta['load_after']} after; "

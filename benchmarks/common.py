@@ -61,6 +61,8 @@ class Row:
     target: str = ""
     met: bool | None = None
     note: str = ""
+    # The machine's load average when the row's section ended (see load()).
+    load: str = ""
 
     @property
     def ratio(self) -> float | None:
@@ -105,6 +107,21 @@ def load() -> str:
     return f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
 
 
+def machine() -> str:
+    """The machine in one line: CPU model, cores, memory, kernel, e.g. for the table's head."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.1f} GiB"
+    return f"{model}, {os.cpu_count()} cores{memory}, Linux {os.uname().release}"
+
+
 def _cell(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
@@ -129,6 +146,7 @@ def table(rows: Sequence[Row]) -> str:
         "ratio",
         "target",
         "met",
+        "load",
     )
     lines = [head]
     for row in rows:
@@ -147,6 +165,7 @@ def table(rows: Sequence[Row]) -> str:
                 f"{row.ratio:.2f}" if row.ratio is not None else "",
                 row.target,
                 met,
+                row.load,
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]

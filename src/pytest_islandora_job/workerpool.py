@@ -9,6 +9,7 @@ from pathlib import Path
 
 import islandora_job
 from islandora_job.config import Settings
+from islandora_job.workers import launcher
 
 
 def pool_settings(
@@ -34,9 +35,11 @@ class WorkerPool:
     Stopping every worker holds submitted jobs in the queue (so a test can assert on them);
     starting workers again releases them. Every worker gets `settings` (servers, job
     modules, temp dir for pidfiles and logs), handed to start_worker and stop_worker.
+    Workers are forked by this process's launcher (see islandora_job.workers.launcher).
     """
 
     def __init__(self, settings: Settings) -> None:
+        launcher.enable()
         self.settings = settings
         self.addresses = list(settings.servers)
         self.modules = list(settings.modules)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def register_jobs() -> dict[str, str]:
     """Jobs of the reliability tests, by name."""
-    return {"mark": "tests.reliability.jobs:mark"}
+    return {"mark": "tests.reliability.jobs:mark", "big": "tests.reliability.jobs:big"}
 
 
 def mark(path: str, seconds: float = 0.0) -> int:
@@ -19,3 +19,10 @@ def mark(path: str, seconds: float = 0.0) -> int:
         f.write(f"{os.getpid()}\n")
     time.sleep(seconds)
     return os.getpid()
+
+
+def big(size: int, seconds: float = 0.0) -> str:
+    """Sleep, then return a text of ``size`` characters: a result too large for a socket's
+    buffer."""
+    time.sleep(seconds)
+    return "x" * size

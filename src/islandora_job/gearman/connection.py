@@ -194,6 +194,25 @@ class Connection:
                 f"lost the connection to gearmand at {self.address}: {exc}"
             ) from exc
 
+    def send_some(self, data: bytes | bytearray | memoryview) -> int:
+        """Send what the kernel takes now, without waiting (for selector loops); return how
+        many bytes went out (0 when the socket's buffer is full).
+
+        Raises ServerUnavailable (and closes) when the connection is closed or broken.
+        """
+        sock = self._sock
+        if sock is None:
+            raise ServerUnavailable(f"connection to gearmand at {self.address} is closed")
+        try:
+            return sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self.close()
+            raise ServerUnavailable(
+                f"lost the connection to gearmand at {self.address}: {exc}"
+            ) from exc
+
     def _send_rest(self, sock: socket.socket, view: memoryview, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:

@@ -11,6 +11,10 @@ that :meth:`GearmanWorker.request_stop` (safe to call from a signal handler) end
 wait at once while a running job still finishes and sends its result. A lost server is
 reconnected with capped exponential backoff while the other servers keep being served.
 
+Writes never block: each server has its own outgoing buffer, written when the selector says
+the socket is writable. A server that takes none of it for ``write_timeout`` seconds (stopped,
+or reading nothing) is dropped and reconnected with backoff; the others are served meanwhile.
+
 A handler's failure is sent as WORK_EXCEPTION when it carries data, else as WORK_FAIL.
 gearmand 1.1 ends the job on WORK_EXCEPTION and answers a WORK_FAIL sent after it with
 ERROR JOB_NOT_FOUND, so the worker never sends both. To clients that did not ask for
@@ -44,6 +48,11 @@ _GRAB_PLAIN = request(_T.GRAB_JOB)
 _PRE_SLEEP = request(_T.PRE_SLEEP)
 # Seconds to wait for gearmand to close its side after the worker's last result.
 _CLOSE_LINGER = 1.0
+# Seconds the worker spends at exit sending what its buffers still hold.
+_CLOSE_FLUSH = 2.0
+# Bytes a handler's progress packets may pile up for one server before the handler waits
+# for the server to take them (or the server is dropped): memory stays bounded.
+_MAX_BACKLOG = 4 * 1024 * 1024
 # While grabbing after a job finds nothing, every this many jobs grab anyway to notice a
 # backlog (see _after_job).
 _PROBE_EVERY = 8
@@ -69,12 +78,17 @@ class WorkerJob:
     ServerUnavailable when the server is gone.
     """
 
-    __slots__ = ("_conn", "_raw_handle", "data", "function", "handle", "unique")
+    __slots__ = ("_raw_handle", "_send", "data", "function", "handle", "unique")
 
     def __init__(
-        self, conn: Connection, raw_handle: bytes, function: str, unique: str, data: bytes
+        self,
+        send: Callable[[bytes], None],
+        raw_handle: bytes,
+        function: str,
+        unique: str,
+        data: bytes,
     ) -> None:
-        self._conn = conn
+        self._send = send
         self._raw_handle = raw_handle
         self.handle = raw_handle.decode("utf-8", "surrogateescape")
         self.function = function
@@ -86,15 +100,15 @@ class WorkerJob:
 
     def send_data(self, data: bytes) -> None:
         """Send a piece of partial result (WORK_DATA)."""
-        self._conn.send(request(_T.WORK_DATA, self._raw_handle, bytes(data)))
+        self._send(request(_T.WORK_DATA, self._raw_handle, bytes(data)))
 
     def send_warning(self, data: bytes) -> None:
         """Send a warning (WORK_WARNING)."""
-        self._conn.send(request(_T.WORK_WARNING, self._raw_handle, bytes(data)))
+        self._send(request(_T.WORK_WARNING, self._raw_handle, bytes(data)))
 
     def send_status(self, numerator: int, denominator: int) -> None:
         """Report progress, ``numerator`` of ``denominator`` (WORK_STATUS)."""
-        self._conn.send(
+        self._send(
             request(
                 _T.WORK_STATUS,
                 self._raw_handle,
@@ -116,9 +130,12 @@ class _Server:
         "conn",
         "delay",
         "eager",
+        "events",
+        "flush_by",
         "grab",
         "host",
         "jobs",
+        "out",
         "port",
         "probed",
         "probing",
@@ -148,6 +165,19 @@ class _Server:
         self.probed = False
         # True once gearmand answered after our CAN_DOs, i.e. it has registered them.
         self.ready = False
+        # What the socket did not take yet, the selector events watched, and by when the
+        # server must take more of ``out`` before it is dropped.
+        self.out = bytearray()
+        self.events = 0
+        self.flush_by = 0.0
+
+
+def _deadline(server: _Server) -> float | None:
+    """When the server needs attention without a socket event: its retry or connect
+    deadline while away or connecting, its flush deadline while output waits, else None."""
+    if server.conn is None or server.conn.connecting:
+        return server.retry_at
+    return server.flush_by if server.out else None
 
 
 class GearmanWorker:
@@ -155,7 +185,8 @@ class GearmanWorker:
 
     ``client_id`` is sent with SET_CLIENT_ID (it shows in the admin ``workers`` list).
     ``exceptions`` chooses how a failure with data is reported (see the module docstring).
-    Handlers run one at a time in the thread that calls :meth:`work`.
+    ``write_timeout`` is how long a server may take none of what is sent to it before it
+    is dropped and reconnected. Handlers run one at a time in the thread that calls :meth:`work`.
     """
 
     def __init__(
@@ -165,6 +196,7 @@ class GearmanWorker:
         *,
         exceptions: bool = True,
         connect_timeout: float = 2.0,
+        write_timeout: float = 10.0,
         backoff_start: float = 0.05,
         backoff_max: float = 2.0,
     ) -> None:
@@ -180,13 +212,14 @@ class GearmanWorker:
         self.client_id = client_id
         self.exceptions = exceptions
         self.connect_timeout = connect_timeout
+        self.write_timeout = write_timeout
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
         self._servers = [_Server(*parse_address(s), backoff_start) for s in servers]
         self._handlers: dict[bytes, tuple[str, Handler]] = {}
         self._stop = False
         self._selector: selectors.BaseSelector | None = None
-        # How many servers wait for a retry or a connect (zero on the hot path).
+        # How many servers wait for a retry, a connect or a flush (zero on the hot path).
         self._timed = 0
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -214,10 +247,7 @@ class GearmanWorker:
         self._handlers[raw] = (function, handler)
         for server in self._servers:
             if server.conn is not None and not server.conn.connecting:
-                try:
-                    server.conn.send(request(_T.CAN_DO, raw))
-                except ServerUnavailable as exc:
-                    self._lost(server, exc)
+                self._send(server, request(_T.CAN_DO, raw))
 
     def registered_on(self) -> list[str]:
         """Addresses of the servers that have acknowledged this worker's functions."""
@@ -264,15 +294,20 @@ class GearmanWorker:
                 self._connect(server)
             while not self._stop:
                 events = selector.select(self._timer_timeout() if self._timed else None)
-                for key, _ in events:
+                for key, mask in events:
                     if self._stop:
                         break
-                    if key.data is None:
+                    server = key.data
+                    if server is None:
                         self._drain_wakeups()
-                    else:
-                        self._service(key.data)
+                        continue
+                    if mask & selectors.EVENT_WRITE and server.out:
+                        self._flush(server)
+                    if mask & selectors.EVENT_READ or server.events == selectors.EVENT_WRITE:
+                        self._service(server)
                 if self._timed:
                     self._timers_due()
+            self._flush_all(time.monotonic() + _CLOSE_FLUSH)
         finally:
             self._disconnect_all()
             self._selector = None
@@ -299,6 +334,7 @@ class GearmanWorker:
         server.retry_at = time.monotonic() + self.connect_timeout
         assert self._selector is not None
         self._selector.register(conn, selectors.EVENT_WRITE, server)
+        server.events = selectors.EVENT_WRITE
         self._count_timed()
 
     def _connected(self, server: _Server, conn: Connection) -> None:
@@ -309,14 +345,12 @@ class GearmanWorker:
         hello.append(server.grab)
         try:
             conn.finish_connect()
-            conn.send(b"".join(hello))
         except ServerUnavailable as exc:
             self._drop(server)
             # The host may have more addresses (IPv6 and IPv4): try the next one at once.
             self._connect(server, server.candidate + 1, exc)
             return
-        assert self._selector is not None
-        self._selector.modify(conn, selectors.EVENT_READ, server)
+        self._watch(server, selectors.EVENT_READ)
         server.sleeping = False
         server.probing = False
         server.eager = True
@@ -324,10 +358,13 @@ class GearmanWorker:
         server.probed = False
         self._count_timed()
         log.debug("connected to gearmand at %s", server.address)
+        self._send(server, b"".join(hello))
 
     def _drop(self, server: _Server) -> None:
         conn, server.conn = server.conn, None
         server.ready = False
+        server.out.clear()
+        server.events = 0
         if conn is not None:
             if self._selector is not None:
                 self._selector.unregister(conn)
@@ -346,16 +383,17 @@ class GearmanWorker:
         self._count_timed()
 
     def _count_timed(self) -> None:
-        self._timed = sum(1 for s in self._servers if s.conn is None or s.conn.connecting)
+        self._timed = sum(1 for s in self._servers if _deadline(s) is not None)
 
     def _timer_timeout(self) -> float:
-        due = min(s.retry_at for s in self._servers if s.conn is None or s.conn.connecting)
+        due = min(d for d in map(_deadline, self._servers) if d is not None)
         return max(due - time.monotonic(), 0.0)
 
     def _timers_due(self) -> None:
         now = time.monotonic()
         for server in self._servers:
-            if self._stop or server.retry_at > now:
+            due = _deadline(server)
+            if self._stop or due is None or due > now:
                 continue
             if server.conn is None:
                 self._connect(server)
@@ -364,17 +402,117 @@ class GearmanWorker:
                 self._schedule_retry(
                     server, TimeoutError(f"no connection within {self.connect_timeout:g} s")
                 )
+            else:
+                self._lost(
+                    server,
+                    TimeoutError(
+                        f"it took none of {len(server.out)} bytes to send within "
+                        f"{self.write_timeout:g} s (stopped or overloaded)"
+                    ),
+                )
+
+    # -- sending ----------------------------------------------------------------------
+    #
+    # Nothing waits for a socket to take bytes: what it does not take at once waits in the
+    # server's buffer, written when the selector says the socket is writable (see work()).
+
+    def _watch(self, server: _Server, events: int) -> None:
+        if events != server.events and server.conn is not None and self._selector is not None:
+            self._selector.modify(server.conn, events, server)
+            server.events = events
+
+    def _send(self, server: _Server, data: bytes) -> bool:
+        """Send to the server without waiting; what the socket does not take is sent later.
+        False (the server dropped, and scheduled for a reconnect) when it is lost."""
+        conn = server.conn
+        if conn is None:
+            return False
+        if server.out:
+            server.out += data
+            return True
+        try:
+            sent = conn.send_some(data)
+        except ServerUnavailable as exc:
+            self._lost(server, exc)
+            return False
+        if sent < len(data):
+            server.out += memoryview(data)[sent:]
+            server.flush_by = time.monotonic() + self.write_timeout
+            self._watch(server, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            self._count_timed()
+        return True
+
+    def _flush(self, server: _Server) -> None:
+        """Write what the socket takes of the server's buffer; the deadline moves on with
+        every byte taken."""
+        conn = server.conn
+        if conn is None:
+            return
+        try:
+            sent = conn.send_some(server.out)
+        except ServerUnavailable as exc:
+            self._lost(server, exc)
+            return
+        if sent:
+            del server.out[:sent]
+            server.flush_by = time.monotonic() + self.write_timeout
+        if not server.out:
+            self._watch(server, selectors.EVENT_READ)
+            self._count_timed()
+
+    def _job_sender(self, server: _Server, conn: Connection) -> Callable[[bytes], None]:
+        """What a running job's progress packets go through: the server's buffer, and a
+        wait for the server to take it when it grows past _MAX_BACKLOG (a handler runs in
+        this thread, so nothing else is served meanwhile anyway). Raises ServerUnavailable
+        once the server is gone."""
+
+        def send(data: bytes) -> None:
+            if server.conn is not conn or not self._send(server, data):
+                raise ServerUnavailable(f"lost the connection to gearmand at {server.address}")
+            with selectors.DefaultSelector() as waiter:
+                waiter.register(conn, selectors.EVENT_WRITE)
+                while len(server.out) > _MAX_BACKLOG:
+                    if not waiter.select(max(server.flush_by - time.monotonic(), 0.0)):
+                        self._lost(server, TimeoutError("a job's progress packets piled up"))
+                        raise ServerUnavailable(
+                            f"gearmand at {server.address} took none of a job's progress "
+                            f"packets within {self.write_timeout:g} s"
+                        )
+                    self._flush(server)
+                    if server.conn is not conn:
+                        raise ServerUnavailable(
+                            f"lost the connection to gearmand at {server.address}"
+                        )
+
+        return send
+
+    def _flush_all(self, deadline: float) -> None:
+        """At exit: send what the buffers hold, until ``deadline`` at the latest."""
+        selector = self._selector
+        assert selector is not None
+        while any(s.out for s in self._servers):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            for key, _ in selector.select(remaining):
+                if key.data is not None and key.data.out:
+                    self._flush(key.data)
 
     def _disconnect_all(self) -> None:
+        # One linger for all: a stopped server must not hold up the exit once per server.
+        deadline = time.monotonic() + _CLOSE_LINGER
         for server in self._servers:
             conn, server.conn = server.conn, None
             server.ready = False
+            unsent, server.out = bool(server.out), bytearray()
+            server.events = 0
             if conn is not None:
                 if self._selector is not None:
                     self._selector.unregister(conn)
                 # Half-close and wait for gearmand to close: the last result sent is
                 # then surely read by the server before the socket goes away.
-                conn.close(linger=0.0 if conn.connecting else _CLOSE_LINGER)
+                linger = max(deadline - time.monotonic(), 1e-3)
+                conn.close(linger=0.0 if conn.connecting or unsent else linger)
 
     def _drain_wakeups(self) -> None:
         try:
@@ -407,27 +545,29 @@ class GearmanWorker:
                 # A function registered while the probe was out was sent at once and got
                 # the probe a job: the others still need their CAN_DOs.
                 server.probed = True
-                conn.send(self._abilities())
+                self._send(server, self._abilities())
             self._confirmed(server)
             if server.probing:
                 server.eager = True
-            reply = self._run(conn, packet, legacy=server.grab is _GRAB_PLAIN)
-            conn.send(reply if self._stop else reply + self._after_job(server))
+            reply = self._run(
+                self._job_sender(server, conn), packet, legacy=server.grab is _GRAB_PLAIN
+            )
+            self._send(server, reply if self._stop else reply + self._after_job(server))
         elif kind is _T.NO_JOB and not server.probed:
             server.probed = True
-            conn.send(self._abilities() + server.grab)
+            self._send(server, self._abilities() + server.grab)
         elif kind is _T.NO_JOB:
             self._confirmed(server)
             if server.probing:
                 server.eager = False
             server.probing = False
             server.sleeping = True
-            conn.send(_PRE_SLEEP)
+            self._send(server, _PRE_SLEEP)
         elif kind is _T.NOOP:
             if server.sleeping:
                 server.sleeping = False
                 server.probing = False
-                conn.send(server.grab)
+                self._send(server, server.grab)
         elif kind is _T.ERROR:
             code = packet.args[0].decode("utf-8", "replace")
             message = packet.args[1].decode("utf-8", "replace")
@@ -443,7 +583,7 @@ class GearmanWorker:
                     message,
                 )
                 server.grab = _GRAB_PLAIN
-                conn.send(_GRAB_PLAIN)
+                self._send(server, _GRAB_PLAIN)
             else:
                 raise GrabRefused(
                     f"gearmand at {server.address} refused GRAB_JOB_UNIQ and GRAB_JOB "
@@ -479,9 +619,10 @@ class GearmanWorker:
             server.ready = True
             server.delay = self.backoff_start
 
-    def _run(self, conn: Connection, packet: Packet, *, legacy: bool = False) -> bytes:
-        """Run the job's handler and return the packet that reports its outcome; ``legacy``
-        for a server without GRAB_JOB_UNIQ (see _failure)."""
+    def _run(self, send: Callable[[bytes], None], packet: Packet, *, legacy: bool = False) -> bytes:
+        """Run the job's handler and return the packet that reports its outcome; the job's
+        progress packets go through ``send``; ``legacy`` for a server without
+        GRAB_JOB_UNIQ (see _failure)."""
         if packet.type is _T.JOB_ASSIGN:
             (raw_handle, raw_function, data), raw_unique = packet.args, b""
         else:
@@ -489,7 +630,7 @@ class GearmanWorker:
         entry = self._handlers.get(raw_function)
         function = entry[0] if entry else raw_function.decode("utf-8", "surrogateescape")
         job = WorkerJob(
-            conn, raw_handle, function, raw_unique.decode("utf-8", "surrogateescape"), data
+            send, raw_handle, function, raw_unique.decode("utf-8", "surrogateescape"), data
         )
         try:
             if entry is None:

@@ -15,7 +15,7 @@ from islandora_job.gearman.admin import AdminError, GearmanAdmin
 from islandora_job.gearman.protocol import ProtocolError
 from islandora_job.logs import tail
 from islandora_job.registry import load_registry
-from islandora_job.workers import children
+from islandora_job.workers import children, launcher
 from islandora_job.workers.identity import client_id, live_worker
 from islandora_job.workers.jobs import select_jobs
 from islandora_job.workers.pidfiles import (
@@ -37,20 +37,25 @@ class WorkerStartError(RuntimeError):
     """A worker that exited, or did not register, while starting; carries its log tail."""
 
 
-def _spawn(path: Path, resolved: Settings) -> subprocess.Popen[bytes]:
-    """Under the lock: create the pidfile exclusively, start the worker, write its PID."""
+def _spawn(path: Path, resolved: Settings) -> launcher.Child:
+    """Under the lock: create the pidfile exclusively, start the worker (forked by the
+    launcher when enabled, else spawned), write its PID."""
     log_fd = open_no_link(log_path(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, "worker log")
     try:
         fd = create_pidfile(path)
+        argv = [sys.executable, "-m", "islandora_job", "worker", "--pidfile", str(path)]
+        env = {**os.environ, **settings_env(resolved), "PYTHONUNBUFFERED": "1"}
         try:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "islandora_job", "worker", "--pidfile", str(path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, **settings_env(resolved), "PYTHONUNBUFFERED": "1"},
-            )
+            child: launcher.Child | None = launcher.launch(argv, env, log_fd)
+            if child is None:
+                child = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_fd,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env=env,
+                )
         except BaseException:
             os.close(fd)
             path.unlink()
@@ -64,12 +69,13 @@ def _spawn(path: Path, resolved: Settings) -> subprocess.Popen[bytes]:
             raise
     finally:
         os.close(log_fd)
-    children.track(child)
+    if isinstance(child, subprocess.Popen):
+        children.track(child)
     return child
 
 
 def _wait_registered(
-    child: subprocess.Popen[bytes], path: Path, resolved: Settings, jobs: set[str], timeout: float
+    child: launcher.Child, path: Path, resolved: Settings, jobs: set[str], timeout: float
 ) -> None:
     """Poll admin `workers` on every server until the child shows there with all its jobs;
     else stop it, remove its pidfile and raise WorkerStartError with its log tail."""
@@ -140,5 +146,9 @@ def start_worker(pidfile: str, *, timeout: float = 30.0, settings: Settings | No
         if live_worker(path) is not None:
             return False
         child = _spawn(path, resolved)
-    _wait_registered(child, path, resolved, jobs, max(0.0, deadline - time.monotonic()))
+    try:
+        _wait_registered(child, path, resolved, jobs, max(0.0, deadline - time.monotonic()))
+    finally:
+        if isinstance(child, launcher.LaunchedWorker):
+            child.close()
     return True

@@ -1,0 +1,503 @@
+"""Warm workers: a launcher process that has imported the library once forks each worker.
+
+Starting a worker costs an interpreter start and the library's imports (about 100 ms); a
+fork of a process that already paid them costs about a millisecond. Once `enable()` ran
+(the pytest plugin's worker pools call it), `start_worker` asks this process's launcher to
+fork the worker instead of spawning a new interpreter. The forked worker is what a spawned
+one is: it runs the `islandora-job worker --pidfile PATH` command's code with the caller's
+environment and working directory, its own session and process group, its output in its
+log, and the same command line (rewritten in place after the fork, so the identity check
+and `ps` see a worker). Job modules are imported after the fork, never by the launcher:
+each worker sees them as they are when it starts.
+
+The launcher is private to its owner and runs nothing else: it listens on a Unix socket in
+a directory of its own (created 0700), serves only peers of its own user (SO_PEERCRED), and
+a request is JSON naming a pidfile, an environment and a directory, never code. It ends
+when the process that started it ends (its stdin, a pipe from that process, closes); the
+workers it forked live on.
+
+Outside pytest it stays off unless `enable()` is called: a long-lived launcher keeps the
+library code it imported at its start, so an upgrade of islandora_job would reach the
+workers it forks only once the process that started it ends.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["Child", "LaunchedWorker", "disable", "enable", "launch", "running"]
+
+MODULE = "islandora_job.workers.launcher"
+# Room reserved on the launcher's command line for a worker's (the command line can only be
+# rewritten within the memory the kernel gave it at exec); a longer one is spawned instead.
+_ROOM = 2048
+_READY_TIMEOUT = 10.0
+_REPLY_TIMEOUT = 5.0
+# Environment variables that decide what an interpreter imports: a launcher serves only
+# callers whose values (and working directory) it was started with.
+_IMPORT_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONUSERBASE")
+_MAX_REQUEST = 1 << 20
+
+
+class Child(Protocol):
+    """What start_worker needs of a worker it started: a Popen, or a LaunchedWorker."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def kill(self) -> None: ...
+
+
+class LaunchError(RuntimeError):
+    """The launcher could not fork a worker (start_worker then spawns one instead)."""
+
+
+# -- the caller's side ----------------------------------------------------------------
+
+
+class LaunchedWorker:
+    """A worker the launcher forked: its PID, and its exit status as it reports it.
+
+    Signals go through a pidfd, so they never reach a process that reused the PID.
+    """
+
+    def __init__(self, pid: int, conn: socket.socket) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._conn: socket.socket | None = conn
+        self._pidfd = os.pidfd_open(pid)
+        self._buffer = b""
+
+    def __repr__(self) -> str:
+        return f"<LaunchedWorker {self.pid} returncode={self.returncode}>"
+
+    def _read(self, timeout: float | None) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        conn.settimeout(timeout)
+        try:
+            data = conn.recv(4096)
+        except (BlockingIOError, TimeoutError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            # The worker reports its own exit status; closed without one, it was killed (or
+            # its descriptor closed): the pidfd says whether it exited.
+            self._release()
+            if _exited(self._pidfd, 0):
+                self.returncode = -1
+            return
+        self._buffer += data
+        if b"\n" in self._buffer:
+            self.returncode = int(json.loads(self._buffer.partition(b"\n")[0])["exit"])
+            self._release()
+
+    def poll(self) -> int | None:
+        """The exit status once the worker exited (-1 when killed by a signal, which leaves
+        no status to report), else None."""
+        if self.returncode is None:
+            if self._conn is None:
+                if _exited(self._pidfd, 0):
+                    self.returncode = -1
+            else:
+                self._read(0.0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the worker to exit and return its status; TimeoutError after
+        ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"worker {self.pid} still runs after {timeout} s")
+            if self._conn is not None:
+                self._read(left)
+            else:
+                _exited(self._pidfd, left)
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the worker (nothing when it has exited)."""
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+    def _release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        """Stop listening for the exit status (the worker runs on); idempotent."""
+        self._release()
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+
+def _exited(pidfd: int, timeout: float | None) -> bool:
+    """True once the process of the pidfd has exited, waiting up to ``timeout`` seconds."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(pidfd, selectors.EVENT_READ)
+        return bool(selector.select(timeout))
+
+
+class _Launcher:
+    """The launcher process this one started, for one import environment."""
+
+    def __init__(self, key: tuple[str, ...]) -> None:
+        self.key = key
+        self.directory = Path(tempfile.mkdtemp(prefix="islandora-job-launcher-"))
+        self.socket_path = self.directory / "socket"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", MODULE, str(self.socket_path), "-" * _ROOM],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert self.process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            ready = self.process.stdout.readline() if selector.select(_READY_TIMEOUT) else b""
+        if not ready.startswith(b"ready "):
+            self.close()
+            raise LaunchError(f"the worker launcher did not start (it said {ready[:200]!r})")
+        self.room = int(ready.split()[1])
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def launch(self, argv: Sequence[str], env: Mapping[str, str], log_fd: int) -> LaunchedWorker:
+        """Ask for a worker; LaunchError when the launcher cannot fork one."""
+        if len(_title(argv)) > self.room:
+            raise LaunchError("the worker's command line is longer than the launcher's room")
+        request = json.dumps({"argv": list(argv), "env": dict(env), "cwd": os.getcwd()})
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            conn.settimeout(_REPLY_TIMEOUT)
+            conn.connect(str(self.socket_path))
+            socket.send_fds(conn, [request.encode() + b"\n"], [log_fd])
+            reply = b""
+            while b"\n" not in reply:
+                data = conn.recv(4096)
+                if not data:
+                    raise LaunchError("the worker launcher closed the connection")
+                reply += data
+        except OSError as exc:
+            conn.close()
+            raise LaunchError(f"the worker launcher did not answer: {exc}") from exc
+        line, _, rest = reply.partition(b"\n")
+        answer = json.loads(line)
+        if "pid" not in answer:
+            conn.close()
+            raise LaunchError(f"the worker launcher refused: {answer.get('error', answer)}")
+        try:
+            worker = LaunchedWorker(int(answer["pid"]), conn)
+        except OSError as exc:  # it exited at once: pidfd_open found no process
+            conn.close()
+            raise LaunchError(f"the forked worker is gone: {exc}") from exc
+        worker._buffer = rest
+        return worker
+
+    def close(self) -> None:
+        """End the launcher (its workers live on) and remove its directory."""
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        try:
+            self.process.wait(2.0)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        with contextlib.suppress(OSError):
+            self.socket_path.unlink(missing_ok=True)
+            self.directory.rmdir()
+
+
+_lock = threading.Lock()
+_enabled = False
+_current: _Launcher | None = None
+
+
+def enable() -> None:
+    """Let start_worker in this process fork its workers from a launcher (started on first
+    use, ended with this process)."""
+    global _enabled
+    _enabled = True
+
+
+def disable() -> None:
+    """Spawn workers again, and end this process's launcher (its workers live on)."""
+    global _enabled, _current
+    with _lock:
+        _enabled = False
+        if _current is not None:
+            _current.close()
+            _current = None
+
+
+def running() -> tuple[int, Path] | None:
+    """The PID and socket of this process's launcher, when one runs."""
+    with _lock:
+        if _current is None or not _current.alive():
+            return None
+        return _current.process.pid, _current.socket_path
+
+
+def _key(env: Mapping[str, str]) -> tuple[str, ...]:
+    return (sys.executable, os.getcwd(), *(env.get(name, "") for name in _IMPORT_ENV))
+
+
+def launch(argv: Sequence[str], env: Mapping[str, str], log_fd: int) -> LaunchedWorker | None:
+    """Fork the worker of `argv` (`python -m islandora_job worker --pidfile PATH`) with this
+    environment and its output on `log_fd`, when enabled; None when not enabled or when the
+    launcher cannot (the caller then spawns the worker)."""
+    global _current
+    if not _enabled or not hasattr(os, "pidfd_open"):
+        return None
+    with _lock:
+        try:
+            key = _key(env)
+            if _current is not None and (_current.key != key or not _current.alive()):
+                _current.close()
+                _current = None
+            if _current is None:
+                _current = _Launcher(key)
+                atexit.register(_close_at_exit)
+            return _current.launch(argv, env, log_fd)
+        except (LaunchError, OSError, ValueError):
+            return None
+
+
+def _close_at_exit() -> None:
+    global _current
+    with _lock:
+        if _current is not None:
+            _current.close()
+            _current = None
+
+
+# -- the launcher's side --------------------------------------------------------------
+
+
+def _cmdline_area() -> tuple[int, int]:
+    """Where the kernel keeps this process's command line (what /proc/PID/cmdline shows)."""
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rpartition(b")")[2].split()
+    # Fields 48 and 49 of proc(5), arg_start and arg_end; the split begins at field 3.
+    return int(fields[45]), int(fields[46])
+
+
+def _title(argv: Sequence[str]) -> bytes:
+    """``argv`` as a process title: the arguments joined by spaces, NUL-terminated."""
+    if any(not arg or " " in arg or "\0" in arg for arg in argv):
+        raise LaunchError("an argument is empty or holds a space: the title cannot carry it")
+    return " ".join(argv).encode() + b"\0"
+
+
+def _set_cmdline(argv: Sequence[str]) -> None:
+    """Make /proc/self/cmdline (what ps and psutil show) read as ``argv``.
+
+    The command line's own memory is overwritten with the title, as setproctitle does: a
+    non-NUL last byte tells the kernel the memory now holds one NUL-terminated string,
+    which psutil splits at its spaces (hence no argument may hold one, see _title).
+    """
+    start, end = _cmdline_area()
+    title = _title(argv)
+    if len(title) > end - start:
+        raise LaunchError("no room for the worker's command line")
+    ctypes.memmove(start, title.ljust(end - start, b" "), end - start)
+
+
+def _refuse(conn: socket.socket, why: str) -> None:
+    with contextlib.suppress(OSError):
+        conn.sendall(json.dumps({"error": why}).encode() + b"\n")
+    conn.close()
+
+
+def _check(request: object) -> tuple[list[str], dict[str, str], str]:
+    """The worker command line, environment and directory of a request; ValueError for
+    anything but a worker of this interpreter with string values."""
+    if not isinstance(request, dict):
+        raise ValueError("a request is a JSON object")
+    argv, env, cwd = request.get("argv"), request.get("env"), request.get("cwd")
+    if not (
+        isinstance(argv, list)
+        and len(argv) == 6
+        and all(isinstance(a, str) for a in argv)
+        and argv[:5] == [sys.executable, "-m", "islandora_job", "worker", "--pidfile"]
+    ):
+        raise ValueError("only `python -m islandora_job worker --pidfile PATH` is launched")
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ValueError("env must map names to strings")
+    if not isinstance(cwd, str):
+        raise ValueError("cwd must be a string")
+    return argv, env, cwd
+
+
+def _worker(
+    conn: socket.socket, log_fd: int, argv: list[str], env: dict[str, str], cwd: str
+) -> int:
+    """In the forked child: become the worker of ``argv``; its exit status."""
+    os.setsid()
+    _set_cmdline(argv)
+    # The caller learns the PID once the command line says what the process is.
+    conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(devnull)
+    os.close(log_fd)
+    # Line-buffered output, as the PYTHONUNBUFFERED=1 a spawned worker gets: the log is
+    # current while the worker runs.
+    sys.stdout = open(1, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    # As `python -m` would: the working directory first on the path, then what was there.
+    sys.path[0] = cwd
+    sys.argv = [sys.argv[0], *argv[3:]]
+    import importlib
+
+    importlib.invalidate_caches()
+    from islandora_job import cli
+
+    return cli.main(argv[3:])
+
+
+def serve(socket_path: str) -> None:
+    """The launcher's loop: fork a worker per request of its owner; end when stdin closes."""
+    import gc
+    from importlib.metadata import entry_points
+
+    from islandora_job import cli
+    from islandora_job.registry import ENTRY_POINT_GROUP
+
+    # What every worker needs, imported once; the parser built once and the entry points
+    # read once, so that their first-use costs (lazy imports, compiled from source when
+    # there is no byte code) are paid here. Workers read the entry points again: an install
+    # made meanwhile is seen. Frozen, these objects are never scanned by a forked worker's
+    # collector, which would copy every page they sit on.
+    cli.build_parser()
+    entry_points(group=ENTRY_POINT_GROUP)
+    # A worker's first connect resolves its server's host name, which imports the idna
+    # codec (and stringprep): done here, it is not done again in every worker.
+    socket.getaddrinfo("localhost", None)
+    gc.freeze()
+    uid = os.getuid()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old_mask = os.umask(0o177)
+    try:
+        listener.bind(socket_path)
+    finally:
+        os.umask(old_mask)
+    listener.listen(64)
+    # The kernel reaps the workers the moment they exit (no zombie for stop_worker to see);
+    # each worker reports its own exit status to its caller.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    start, end = _cmdline_area()
+    sys.stdout.write(f"ready {end - start}\n")
+    sys.stdout.flush()
+    _set_cmdline(sys.orig_argv[:-1])
+    owner = sys.stdin.fileno()
+    with selectors.DefaultSelector() as selector:
+        selector.register(listener, selectors.EVENT_READ)
+        selector.register(owner, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select():
+                if key.fileobj == owner:
+                    if not os.read(owner, 4096):
+                        # The owner is gone (maybe killed): leave nothing behind.
+                        listener.close()
+                        with contextlib.suppress(OSError):
+                            os.unlink(socket_path)
+                            os.rmdir(os.path.dirname(socket_path))
+                        return
+                else:
+                    conn, _ = listener.accept()
+                    with conn:
+                        _accept(conn, uid, listener, owner)
+
+
+def _accept(conn: socket.socket, uid: int, listener: socket.socket, owner: int) -> None:
+    """Check one request and fork its worker; refuse it (and fork nothing) unless it comes
+    from the owner's user and names a worker. The child closes the launcher's ``listener``
+    and ``owner`` pipe."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    peer_uid = int.from_bytes(creds[4:8], sys.byteorder)
+    if peer_uid != uid:
+        _refuse(conn, f"user {peer_uid} is not this launcher's owner")
+        return
+    conn.settimeout(_REPLY_TIMEOUT)
+    fds: list[int] = []
+    try:
+        data, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+        while not data.endswith(b"\n") and len(data) < _MAX_REQUEST:
+            more = conn.recv(65536)
+            if not more:
+                break
+            data += more
+        if len(fds) != 1:
+            raise ValueError("a request carries the worker's log descriptor")
+        argv, env, cwd = _check(json.loads(data))
+    except (OSError, ValueError) as exc:
+        for fd in fds:
+            os.close(fd)
+        _refuse(conn, str(exc))
+        return
+    (log_fd,) = fds
+    if os.fork() == 0:
+        status = 1
+        try:
+            listener.close()
+            os.close(owner)
+            for signum in (signal.SIGCHLD, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            status = _worker(conn, log_fd, argv, env, cwd)
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            with contextlib.suppress(BaseException):
+                sys.stdout.flush()
+                sys.stderr.flush()
+                conn.sendall(json.dumps({"exit": status}).encode() + b"\n")
+            os._exit(status)
+    os.close(log_fd)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
