@@ -34,6 +34,7 @@ from islandora_job.gearman.client import (
     Priority,
 )
 from islandora_job.gearman.protocol import ProtocolError
+from islandora_job.registry import RegistryError, UnknownJob, jobs_declared, load_registry
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,16 @@ class JobTimeout(TimeoutError):
         super().__init__(f"job {job_name!r} did not end within {timeout} s: {queue_status}")
 
 
-def queue_status(servers: Iterable[str], functions: Iterable[str], timeout: float = 2.0) -> str:
+def queue_status(
+    servers: Iterable[str],
+    functions: Iterable[str],
+    timeout: float = 2.0,
+    hints: Mapping[str, str] | None = None,
+) -> str:
     """Say, per server, how many jobs of each function are queued and running, and by how
-    many workers; used to explain a timeout. Takes at most ``timeout`` seconds in all.
-    Never raises: an unreachable or silent server is said so.
+    many workers; used to explain a timeout. ``hints`` (function -> advice) is said of a
+    function no worker serves. Takes at most ``timeout`` seconds in all. Never raises: an
+    unreachable or silent server is said so.
     """
     wanted = list(dict.fromkeys(functions))
     parts: list[str] = []
@@ -94,9 +101,10 @@ def queue_status(servers: Iterable[str], functions: Iterable[str], timeout: floa
             row = rows.get(function)
             if row is None or row.workers == 0:
                 queued = row.queued if row else 0
+                hint = (hints or {}).get(function)
                 parts.append(
-                    f"no worker registered for {function!r} on {server} ({queued} queued): "
-                    "start one (islandora-job start-worker NAME)"
+                    f"no worker registered for {function!r} on {server} ({queued} queued)"
+                    + (f": {hint}" if hint else "")
                 )
             else:
                 parts.append(
@@ -192,6 +200,20 @@ def _check_batch(batch: Sequence[Mapping[str, object]]) -> list[BatchEntry]:
     return jobs
 
 
+class _AnyName:
+    """The job names of a client that does not check them: every name."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+# What a client says of a name it does not know, and how to send it anyway.
+_UNCHECKED = (
+    "to submit to a worker this process does not know (another language or deployment), "
+    "use JobClient(check_jobs=False) or islandora-job submit --unregistered"
+)
+
+
 class JobClient:
     """Submits jobs to a list of gearmand servers.
 
@@ -200,7 +222,10 @@ class JobClient:
     `site` override theirs. results: "json" (the default: our worker answers with JSON,
     decoded here) or "text" (the raw result, as a str, of a worker that is not ours, such
     as the original module's router); site: the multisite prefix of the Gearman functions
-    ("" for none).
+    ("" for none); check_jobs: refuse names the job registry lacks (UnknownJob) before
+    sending anything: True, False (send any name: a worker this process does not know
+    serves it) or None (the default: check when job modules are configured or installed as
+    entry points). Foreground calls given no timeout wait `settings.default_timeout`.
 
     Not safe to share between threads: give each thread its own (the module-level
     functions do). Closes its connection on close() or at the end of a `with` block.
@@ -215,6 +240,7 @@ class JobClient:
         max_payload: int | None = None,
         results: str | None = None,
         site: str | None = None,
+        check_jobs: bool | None = None,
     ) -> None:
         """Bind to servers ("host:port" list or comma-separated string); ValueError if a
         setting is malformed."""
@@ -234,6 +260,9 @@ class JobClient:
         self.max_payload = resolved.max_payload
         self.results = resolved.results
         self.site = resolved.site
+        self.check_jobs = check_jobs
+        # The registered job names, loaded at the first submit (submits are a hot path).
+        self._jobs: frozenset[str] | _AnyName | None = None
         # Connects on first use; it drops a connection whose server is lost, and remembers
         # which servers hung and which created each background handle.
         self._gearman = GearmanClient(
@@ -259,6 +288,25 @@ class JobClient:
         """Close the connections; the next call opens new ones."""
         self._gearman.close()
 
+    def _registered(self) -> frozenset[str] | _AnyName:
+        """The names this client accepts, loaded once; RegistryError when a job module
+        cannot be imported."""
+        if self._jobs is None:
+            check = self.check_jobs
+            if check is None:
+                check = jobs_declared(self.settings.modules)
+            self._jobs = (
+                frozenset(load_registry(self.settings.modules).jobs) if check else _AnyName()
+            )
+        return self._jobs
+
+    def _check(self, job_name: str) -> None:
+        """UnknownJob, naming the closest registered names, for a name the registry lacks."""
+        jobs = self._jobs if self._jobs is not None else self._registered()
+        if job_name not in jobs:
+            assert isinstance(jobs, frozenset)  # _AnyName holds every name
+            raise UnknownJob(job_name, jobs, _UNCHECKED)
+
     def _encode(self, job_name: str, args: Sequence[object]) -> bytes:
         # In text mode our worker must answer as the original router would: no JSON asked.
         return payload.encode(
@@ -281,12 +329,40 @@ class JobClient:
             return _failure(job_name, result)
         return self._decode(job_name, result)
 
-    def _timed_out(self, job_names: Iterable[str], timeout: float | None) -> JobTimeout:
+    def _timeout(self, timeout: float | None) -> float | None:
+        return self.settings.default_timeout if timeout is None else timeout
+
+    def _timed_out(
+        self, job_names: Iterable[str], timeout: float | None, given: float | None
+    ) -> JobTimeout:
         names = list(dict.fromkeys(job_names))
+        jobs = self._jobs
+        if not isinstance(jobs, frozenset):
+            # Not checked before sending: what this process registers still tells the reader.
+            try:
+                jobs = frozenset(load_registry(self.settings.modules).jobs)
+            except RegistryError:
+                jobs = None
+        hints = {}
+        for name in names:
+            if jobs is None:
+                hint = "start a worker that serves it"
+            elif name in jobs:
+                hint = "start one (islandora-job start-worker PIDFILE, or the job_worker fixture)"
+            else:
+                known = ", ".join(repr(n) for n in sorted(jobs)) or "none"
+                hint = (
+                    f"{name!r} is not a job registered here (registered jobs: {known}), "
+                    "so only a worker of another process can serve it"
+                )
+            hints[self._function(name)] = hint
         # Within the slack a timeout allows, even when a server hangs.
-        status = queue_status(
-            self.servers, [self._function(name) for name in names], timeout=_STATUS_BUDGET
-        )
+        status = queue_status(self.servers, list(hints), timeout=_STATUS_BUDGET, hints=hints)
+        if given is None:
+            status += (
+                f" (the default timeout, from {config.ENV_TIMEOUT} or the plugin's ini "
+                "gearman_job_timeout; pass timeout= to wait longer)"
+            )
         return JobTimeout(", ".join(names), timeout, status)
 
     def submit(
@@ -304,23 +380,26 @@ class JobClient:
         jobs of one function by (see `unique_id`); ``on_progress(numerator,
         denominator)`` is called whenever the job reports progress.
 
-        Raises JobFailed when the job raised or failed, JobTimeout when `timeout` seconds
-        pass first, TypeError when an argument cannot be encoded as JSON, ValueError for a
+        Raises UnknownJob (nothing sent) for a name the job registry lacks when the client
+        checks names, JobFailed when the job raised or failed, JobTimeout when `timeout`
+        seconds (None: `settings.default_timeout`, else no limit) pass first, TypeError when an argument cannot be encoded as JSON, ValueError for a
         bad priority, PayloadError for an oversized payload or a result that is not JSON,
         ServerUnavailable when no server can be reached.
         """
+        self._check(job_name)
         job = Job(job_name, self._encode(job_name, args), unique, _priority(priority))
+        seconds = self._timeout(timeout)
         try:
             result = self._gearman.submit(
                 self._function(job.function),
                 job.data,
                 unique=job.unique,
                 priority=job.priority,
-                timeout=timeout,
+                timeout=seconds,
                 on_progress=on_progress,
             )
         except GearmanTimeout:
-            raise self._timed_out([job_name], timeout) from None
+            raise self._timed_out([job_name], seconds, timeout) from None
         return self._decode(job_name, result)
 
     def submit_background(
@@ -329,10 +408,12 @@ class JobClient:
         """Queue a job in the background and return its handle ("H:host:N").
 
         With ``unique``, a job of the same name and unique id that still waits is not
-        queued twice: its handle is returned. Raises TypeError/PayloadError for arguments
+        queued twice: its handle is returned. Raises UnknownJob (nothing sent) for a name
+        the job registry lacks when the client checks names, TypeError/PayloadError for arguments
         that cannot be sent, ValueError for a bad priority and ServerUnavailable when no
         server can be reached.
         """
+        self._check(job_name)
         data = self._encode(job_name, args)
         return self._gearman.submit_background(
             self._function(job_name), data, unique=unique, priority=_priority(priority)
@@ -349,12 +430,15 @@ class JobClient:
         Entries are {"job_name": ..., "args": [...]} with optional "priority" and "unique".
         ``on_complete(index, outcome)`` is called as each job ends (outcome: its result or
         JobFailed). Every entry is checked and encoded before anything is sent
-        (ValueError/TypeError name the bad entry). Raises JobTimeout when `timeout` seconds
-        pass before all end.
+        (ValueError/TypeError name the bad entry, UnknownJob a name the job registry lacks
+        when the client checks names). Raises JobTimeout when `timeout` seconds (None:
+        `settings.default_timeout`, else no limit) pass before all end.
         """
         entries = _check_batch(batch)
         if not entries:
             return []
+        for entry in entries:
+            self._check(entry.job_name)
         jobs = [
             Job(e.job_name, self._encode(e.job_name, e.args), e.unique, e.priority) for e in entries
         ]
@@ -366,14 +450,15 @@ class JobClient:
             if on_complete is not None:
                 on_complete(index, outcome)
 
+        seconds = self._timeout(timeout)
         try:
             self._gearman.submit_many(
                 [job._replace(function=self._function(job.function)) for job in jobs],
-                timeout=timeout,
+                timeout=seconds,
                 on_end=ended,
             )
         except GearmanTimeout:
-            raise self._timed_out((job.function for job in jobs), timeout) from None
+            raise self._timed_out((job.function for job in jobs), seconds, timeout) from None
         return [outcomes[index] for index in range(len(jobs))]
 
     def submit_batch(

@@ -108,6 +108,7 @@ def _submit_arguments(parser: argparse.ArgumentParser) -> None:
         "--background", action="store_true", help="queue the job and print its handle"
     )
     parser.add_argument("--timeout", type=_seconds, help="give up after this many seconds")
+    _unregistered_argument(parser)
     parser.add_argument(
         "--text",
         action="store_true",
@@ -116,14 +117,29 @@ def _submit_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _unregistered_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--unregistered",
+        action="store_true",
+        help="send job names the job registry lacks (a worker of another language or "
+        "deployment serves them) instead of refusing them",
+    )
+
+
+def _client(args: argparse.Namespace, results: str | None = None) -> api.JobClient:
+    """A client checking job names unless --unregistered was given."""
+    return api.JobClient(results=results, check_jobs=False if args.unregistered else None)
+
+
 def _submit(args: argparse.Namespace) -> int:
-    if args.background:
-        print(api.submit_background(args.job, *args.args))
-    elif args.text or settings().results == "text":
-        with api.JobClient(results="text") as client:
+    text = args.text or settings().results == "text"
+    with _client(args, "text" if text else None) as client:
+        if args.background:
+            print(client.submit_background(args.job, *args.args))
+        elif text:
             print(client.submit(args.job, *args.args, timeout=args.timeout))
-    else:
-        _print_json(api.submit(args.job, *args.args, timeout=args.timeout))
+        else:
+            _print_json(client.submit(args.job, *args.args, timeout=args.timeout))
     return 0
 
 
@@ -137,6 +153,7 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
         help='a JSON list of {"job_name": ..., "args": [...]}; - reads standard input',
     )
     parser.add_argument("--timeout", type=_seconds, help="give up after this many seconds")
+    _unregistered_argument(parser)
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -149,7 +166,8 @@ def _batch(args: argparse.Namespace) -> int:
         batch = json.loads(text)
     except ValueError as exc:
         raise ValueError(f"{args.file} is not JSON ({exc})") from None
-    ok = api.submit_batch(batch, timeout=args.timeout)
+    with _client(args) as client:
+        ok = client.submit_batch(batch, timeout=args.timeout)
     print(f"batch of {len(batch)} jobs: {'all succeeded' if ok else 'some failed'}")
     return 0 if ok else 1
 

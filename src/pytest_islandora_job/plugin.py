@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Generator
 from pathlib import Path
@@ -32,6 +33,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Check the settings, tag this run's children, end leftovers of runs killed outright."""
     options.validate(config)
+    # No foreground call of a test waits forever: the library's default timeout, for the run.
+    job_timeout = options.get(config, "gearman_job_timeout")
+    if job_timeout:
+        run_settings = contextlib.ExitStack()
+        try:
+            run_settings.enter_context(layered(default_timeout=job_timeout))
+        except ValueError as exc:
+            raise pytest.UsageError(f"--gearman-job-timeout / ini gearman_job_timeout: {exc}")
+        config.add_cleanup(run_settings.close)
     processes.run_tag()
     processes.reap_leftovers()
     ports.sweep()
