@@ -40,7 +40,9 @@ def pytest_configure(config: pytest.Config) -> None:
         try:
             run_settings.enter_context(layered(default_timeout=job_timeout))
         except ValueError as exc:
-            raise pytest.UsageError(f"--gearman-job-timeout / ini gearman_job_timeout: {exc}")
+            raise pytest.UsageError(
+                f"--gearman-job-timeout / ini gearman_job_timeout: {exc}"
+            ) from None
         config.add_cleanup(run_settings.close)
     processes.run_tag()
     processes.reap_leftovers()

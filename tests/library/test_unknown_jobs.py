@@ -39,7 +39,9 @@ def test_a_mistyped_name_raises_unknown_job_at_once_naming_the_closest(
     gearman_server, call
 ) -> None:
     began = time.monotonic()
-    with pytest.raises(UnknownJob, match=r"no job named 'helo' is registered \(did you mean 'hello'"):
+    with pytest.raises(
+        UnknownJob, match=r"no job named 'helo' is registered \(did you mean 'hello'"
+    ):
         call()
     assert time.monotonic() - began < 1
     assert "helo" not in _functions(gearman_server.address), "nothing is sent"
