@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
+import weakref
 from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
 from islandora_job.config import layered
+from islandora_job.workers.runtime import ENV_WATCH_PID
 from pytest_islandora_job import config as options
 from pytest_islandora_job import factories, ports, processes
 from pytest_islandora_job.cluster import GearmanCluster
 from pytest_islandora_job.leftovers import LEFTOVERS
 from pytest_islandora_job.readiness import ServerStartError
 from pytest_islandora_job.servers.base import GearmanServer, tail
-from pytest_islandora_job.workerpool import WorkerPool
+from pytest_islandora_job.workerpool import WorkerPool, live_pools, stop_pools
 
 LOG_LINES = 40
+# Seconds a worker or server gets to end after Ctrl-C before SIGKILL.
+CTRL_C_GRACE = 1.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,24 +50,30 @@ def pytest_configure(config: pytest.Config) -> None:
             ) from None
         config.add_cleanup(run_settings.close)
     processes.run_tag()
+    # Workers this process starts end when it does, however it ends (see run_worker).
+    os.environ[ENV_WATCH_PID] = str(os.getpid())
     processes.reap_leftovers()
     ports.sweep()
-    config.pluginmanager.register(Sweeper(processes.running()), "islandora-job-sweeper")
+    sweeper = Sweeper(processes.running(), live_pools())
+    config.pluginmanager.register(sweeper, "islandora-job-sweeper")
 
 
 class Sweeper:
     """Ends what this run started and teardown missed, at Ctrl-C and at the end of the run.
 
-    Children that were running before the run configured belong to an outer run (a pytester
-    run inside a test session) and are left alone.
+    Children and worker pools that were running before the run configured belong to an
+    outer run (a pytester run inside a test session) and are left alone.
     """
 
-    def __init__(self, outer: set[int]) -> None:
+    def __init__(self, outer: set[int], outer_pools: list[WorkerPool]) -> None:
         self.outer = outer
+        self.outer_pools = weakref.WeakSet(outer_pools)
 
     def pytest_keyboard_interrupt(self) -> None:
-        """Ctrl-C: end this run's children now rather than at interpreter exit."""
-        processes.stop_all(keep=self.outer)
+        """Ctrl-C: end this run's workers and children now, all at once and with a short
+        grace (a job in hand is not waited for), rather than in turn at teardown."""
+        stop_pools([p for p in live_pools() if p not in self.outer_pools], grace=CTRL_C_GRACE)
+        processes.stop_all(keep=self.outer, grace=CTRL_C_GRACE)
 
     def pytest_unconfigure(self) -> None:
         """Nothing the run started outlives it, whatever teardown missed."""
