@@ -1,0 +1,99 @@
+"""What a new user meets first: mistyped job names, hanging jobs, job modules that do not import."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+TWO_TESTS = """
+def test_one(job_worker):
+    pass
+
+def test_two(job_worker):
+    pass
+"""
+
+
+def test_a_mistyped_job_name_under_the_plugin_fails_at_once(pytester: pytest.Pytester, project):
+    pytester.makepyfile(
+        """
+        import pytest
+        import islandora_job
+
+        def test_typo(job_worker, job_client):
+            with pytest.raises(islandora_job.UnknownJob, match="did you mean 'ping'"):
+                islandora_job.submit("pnig")
+            with pytest.raises(islandora_job.UnknownJob, match="did you mean 'ping'"):
+                job_client.submit_background("pnig")
+        """
+    )
+    began = time.monotonic()
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+    assert time.monotonic() - began < 30
+
+
+def test_a_job_with_no_worker_fails_after_the_ini_job_timeout(pytester: pytest.Pytester, project):
+    pytester.makeini("[pytest]\nislandora_job_modules = leakjobs\ngearman_job_timeout = 1\n")
+    pytester.makepyfile(
+        """
+        import time
+        import islandora_job
+
+        def test_hangs(gearman_server):
+            began = time.monotonic()
+            try:
+                islandora_job.submit("ping")
+            finally:
+                print("WAITED", round(time.monotonic() - began, 1))
+        """
+    )
+    result = pytester.runpytest_subprocess("-s")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*JobTimeout: job 'ping' did not end within 1.0 s*"])
+    out = result.stdout.str()
+    assert "start one (islandora-job start-worker PIDFILE, or the job_worker fixture)" in out
+    assert "gearman_job_timeout" in out
+    waited = float(out.split("WAITED ")[1].split()[0])
+    assert 1.0 <= waited < 3
+
+
+def test_a_bad_job_timeout_is_a_usage_error(pytester: pytest.Pytester, project):
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest_subprocess("--gearman-job-timeout=-1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--gearman-job-timeout / ini gearman_job_timeout: malformed*"])
+
+
+@pytest.mark.parametrize(
+    ("where", "named"),
+    [
+        ("ini", "ini islandora_job_modules in *tox.ini"),
+        ("option", "option --islandora-job-modules"),
+        ("env", "environment variable ISLANDORA_JOB_MODULES"),
+    ],
+)
+def test_a_job_module_that_does_not_import_is_one_paragraph_per_run(
+    pytester: pytest.Pytester, project, monkeypatch, where, named
+):
+    pytester.makepyfile(TWO_TESTS)
+    args = []
+    if where == "ini":
+        pytester.makefile(".ini", tox="[pytest]\nislandora_job_modules = nosuchjobs\n")
+    else:
+        pytester.makefile(".ini", tox="[pytest]\n")
+        if where == "option":
+            args = ["--islandora-job-modules=nosuchjobs"]
+        else:
+            monkeypatch.setenv("ISLANDORA_JOB_MODULES", "nosuchjobs")
+    (pytester.path / "pytest.ini").unlink(missing_ok=True)
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(errors=2)
+    out = result.stdout.str()
+    paragraph = " ".join(out.split("islandora-job: job modules")[-1].split())
+    assert f"cannot import job module 'nosuchjobs' (found by {named.split('*')[0]}" in paragraph
+    assert "ModuleNotFoundError: No module named 'nosuchjobs'" in paragraph
+    assert "pip install -e ." in paragraph and "pythonpath = ." in paragraph
+    assert out.count("No module named 'nosuchjobs'") == 1, "one paragraph per run"
+    assert "Traceback" not in out and "def load_registry" not in out
+    assert len(out.splitlines()) < 40, out
