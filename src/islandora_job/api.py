@@ -7,6 +7,7 @@ process and settings.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -14,7 +15,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from islandora_job import config, payload
 from islandora_job.config import (
@@ -485,12 +486,41 @@ class JobClient:
 
 
 _local = threading.local()
+# Set while the default servers must not be used (see `refusing_default_servers`).
+_refusals: list[str] = []
+
+
+class NoServerChosen(LookupError):
+    """The module-level API was called where no server was chosen and the default one
+    (127.0.0.1:4730) is not to be trusted; the message says how to choose one."""
+
+
+@contextlib.contextmanager
+def refusing_default_servers(reason: str) -> Iterator[None]:
+    """While the with block runs, the module-level functions raise NoServerChosen (``reason``
+    then the ways to choose a server) instead of using the default servers, when no server
+    is set in code, in a layer or in ISLANDORA_JOB_SERVERS. A test harness uses this: in a
+    test, whatever listens on 127.0.0.1:4730 is not the test's server."""
+    _refusals.append(reason)
+    try:
+        yield
+    finally:
+        _refusals.remove(reason)
 
 
 def _client() -> JobClient:
     """This thread's client for the settings in force (resolved once per call), replaced
-    when they change."""
+    when they change; NoServerChosen while the default servers are refused."""
     resolved, pid = config.settings(), os.getpid()
+    # Identity, not equality: servers set anywhere are a tuple of their own, even when they
+    # name 127.0.0.1:4730 too; only the unset default is this object.
+    if _refusals and resolved.servers is config.DEFAULT_SERVERS:
+        raise NoServerChosen(
+            f"{_refusals[-1]}: islandora_job has no Gearman server to use, and whatever "
+            f"listens on {config.DEFAULT_SERVERS[0]} is not yours; ask for a server fixture "
+            "(gearman_server) in the test's arguments, or set ISLANDORA_JOB_SERVERS or "
+            "configure(servers=...) to use a server of your own"
+        )
     cached: tuple[int, JobClient] | None = getattr(_local, "client", None)
     if cached is not None:
         owner, client = cached

@@ -197,7 +197,8 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
         "--from-table",
         metavar="DSN",
         help="count jobs left per function in a persistent queue table instead: "
-        "mysql://user:pw@host:port/db, postgresql://user@host:port/db or sqlite:///path",
+        "mysql://user:pw@host:port/db, postgresql://user@host:port/db, sqlite:///relative/path "
+        "or sqlite:////absolute/path",
     )
     parser.add_argument(
         "--table", default=queue.DEFAULT_TABLE, help="the queue table (default: %(default)s)"

@@ -146,12 +146,13 @@ def clear(servers: Sequence[str], function: str | None = None, timeout: float = 
     """
     cleared = 0
     for address in servers:
-        if function is None:
-            functions = [
-                name for name, count in status([address], timeout).items() if count.waiting > 0
-            ]
-        else:
-            functions = [function]
+        # Only functions the server knows with jobs waiting: asking to clear a name it does
+        # not know must not make it one (CAN_DO creates the function in gearmand).
+        functions = [
+            name
+            for name, count in status([address], timeout).items()
+            if count.waiting > 0 and (function is None or name == function)
+        ]
         if functions:
             cleared += _drain(address, functions, timeout)
     return cleared

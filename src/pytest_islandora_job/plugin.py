@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from islandora_job.api import refusing_default_servers
 from islandora_job.config import ENV_MODULES, layered, settings
 from islandora_job.registry import RegistryError, load_registry
 from islandora_job.workers.runtime import ENV_WATCH_PID
@@ -150,7 +151,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     servers = [v for v in values if isinstance(v, GearmanServer | GearmanCluster)]
     pools = [v for v in values if isinstance(v, WorkerPool)]
     if not servers:
-        return (yield)
+        # No server of the test's own: the library must not fall back on 127.0.0.1:4730.
+        with refusing_default_servers(f"{item.nodeid} uses no Gearman server fixture"):
+            return (yield)
     pool = pools[0].settings if pools else None
     with layered(
         servers=factories.addresses(servers[0]),
