@@ -306,6 +306,7 @@ class JobClient:
         jobs = self._jobs if self._jobs is not None else self._registered()
         if job_name not in jobs:
             assert isinstance(jobs, frozenset)  # _AnyName holds every name
+            payload.check_job_name(job_name)  # a malformed name is told so first
             raise UnknownJob(job_name, jobs, _UNCHECKED)
 
     def _encode(self, job_name: str, args: Sequence[object]) -> bytes:
