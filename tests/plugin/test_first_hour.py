@@ -97,3 +97,61 @@ def test_a_job_module_that_does_not_import_is_one_paragraph_per_run(
     assert out.count("No module named 'nosuchjobs'") == 1, "one paragraph per run"
     assert "Traceback" not in out and "def load_registry" not in out
     assert len(out.splitlines()) < 40, out
+
+
+def test_assertion_helpers_point_at_the_test_not_at_themselves(pytester: pytest.Pytester, project):
+    pytester.makepyfile(
+        """
+        from pytest_islandora_job.assertions import assert_background_handle, assert_job_result
+
+        def test_handle():
+            assert_background_handle("not a handle")
+
+        def test_result(job_worker):
+            assert_job_result("ping", [], "pang")
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "is not a Gearman job handle" in out and "returned 'pong', expected 'pang'" in out
+    assert "assertions.py" not in out
+
+
+def test_the_leftovers_warning_points_at_the_test(pytester: pytest.Pytester, project):
+    pytester.makepyfile(
+        test_leaving="""
+        import islandora_job
+
+        def test_leaves_jobs(job_worker):
+            job_worker.stop()
+            islandora_job.submit_background("ping")
+        """
+    )
+    result = pytester.runpytest_subprocess("-W", "default::pytest.PytestWarning")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*test_leaving.py:3: PytestWarning: the test left jobs queued*"])
+    assert "leftovers.py" not in result.stdout.str()
+
+
+def test_the_module_level_api_without_a_server_fixture_is_a_clear_error(
+    pytester: pytest.Pytester, project
+):
+    pytester.makepyfile(
+        """
+        import pytest
+        import islandora_job
+
+        def test_no_server():
+            with pytest.raises(islandora_job.NoServerChosen) as info:
+                islandora_job.submit("ping")
+            assert "test_no_server uses no Gearman server fixture" in str(info.value)
+            assert "ask for a server fixture (gearman_server)" in str(info.value)
+
+        def test_a_server_of_ones_own_is_used(monkeypatch):
+            monkeypatch.setenv("ISLANDORA_JOB_SERVERS", "127.0.0.1:1")
+            with pytest.raises(OSError):
+                islandora_job.submit("ping", timeout=2)
+        """
+    )
+    pytester.runpytest_subprocess().assert_outcomes(passed=2)
