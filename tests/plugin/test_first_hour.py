@@ -150,6 +150,7 @@ def test_the_module_level_api_without_a_server_fixture_is_a_clear_error(
 
         def test_a_server_of_ones_own_is_used(monkeypatch):
             monkeypatch.setenv("ISLANDORA_JOB_SERVERS", "127.0.0.1:1")
+            monkeypatch.setenv("ISLANDORA_JOB_MODULES", "leakjobs")
             with pytest.raises(OSError):
                 islandora_job.submit("ping", timeout=2)
         """
