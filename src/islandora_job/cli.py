@@ -27,6 +27,7 @@ from islandora_job.gearman.admin import AdminError, GearmanAdmin
 from islandora_job.gearman.client import ServerError
 from islandora_job.gearman.protocol import ProtocolError
 from islandora_job.registry import RegistryError, UnknownJob, load_registry
+from islandora_job.workers.pidfiles import resolve_pidfile
 
 PROG = "islandora-job"
 
@@ -255,14 +256,18 @@ def _start_worker(args: argparse.Namespace) -> int:
 
 
 def _stop_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pidfile", metavar="PIDFILE", help="a bare file name in the temp dir")
+    parser.add_argument(
+        "pidfile",
+        metavar="PIDFILE",
+        help="a bare file name in the temp dir, or an absolute path (as worker --pidfile takes)",
+    )
     parser.add_argument(
         "--grace", type=_seconds, default=10.0, help="seconds between SIGTERM and SIGKILL"
     )
 
 
 def _stop_worker(args: argparse.Namespace) -> int:
-    path = workers.pidfile_path(args.pidfile)
+    path = resolve_pidfile(args.pidfile, settings())
     if not workers.stop_worker(args.pidfile, grace=args.grace):
         print(f"{PROG}: no live worker with pidfile {path}", file=sys.stderr)
         return 1

@@ -1,12 +1,17 @@
-"""Small promises: SQLite DSNs create no file, clearing creates no function."""
+"""Small promises: SQLite DSNs create no file, clearing creates no function, pidfile rules agree."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from islandora_job import cli
+from islandora_job.config import settings, settings_env
 from islandora_job.dsn import DSN, DatabaseUnavailable, DSNError, parse_dsn
 from islandora_job.gearman.admin import GearmanAdmin
 
@@ -51,3 +56,28 @@ def test_clearing_a_function_nobody_knows_leaves_no_phantom(gearman_server, caps
     assert capsys.readouterr().out == "cleared 0 queued jobs of nosuch_function\n"
     with GearmanAdmin(gearman_server.address) as admin:
         assert "nosuch_function" not in {row.function for row in admin.status()}
+
+
+def test_stop_worker_stops_a_worker_by_the_absolute_pidfile_it_was_given(
+    gearman_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pidfile = tmp_path / "by-hand.pid"
+    env = {**os.environ, **settings_env(settings()), "PYTHONPATH": os.getcwd()}
+    command = [sys.executable, "-m", "islandora_job", "worker", "--pidfile", str(pidfile)]
+    worker = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        assert cli.main(["stop-worker", str(pidfile)]) == 0
+        assert capsys.readouterr().out == f"worker stopped: pidfile {pidfile}\n"
+        assert worker.wait(timeout=10) == 0
+        assert not pidfile.exists()
+    finally:
+        worker.kill()
+        worker.wait()
+    assert cli.main(["stop-worker", "relative/by-hand.pid"]) == 1
+    assert "contains a path separator" in capsys.readouterr().err
