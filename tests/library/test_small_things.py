@@ -81,3 +81,44 @@ def test_stop_worker_stops_a_worker_by_the_absolute_pidfile_it_was_given(
         worker.wait()
     assert cli.main(["stop-worker", "relative/by-hand.pid"]) == 1
     assert "contains a path separator" in capsys.readouterr().err
+
+
+DOCKER_UP = Path(__file__).parents[2] / "scripts" / "docker-up"
+
+
+def _mirror(tmp_path: Path, one_line: str = "", sources: str = "", **env: str) -> str:
+    parts = tmp_path / "sources.list.d"
+    parts.mkdir(exist_ok=True)
+    (tmp_path / "sources.list").write_text(one_line)
+    (parts / "debian.sources").write_text(sources)
+    (tmp_path / "apt.conf").write_text(
+        f'Dir::Etc::sourcelist "{tmp_path}/sources.list";\nDir::Etc::sourceparts "{parts}";\n'
+    )
+    environ = {k: v for k, v in os.environ.items() if k != "ISLANDORA_JOB_DEBIAN_MIRROR"}
+    done = subprocess.run(
+        [str(DOCKER_UP), "--mirror"],
+        env={**environ, "APT_CONFIG": str(tmp_path / "apt.conf"), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_docker_up_takes_the_mirror_from_the_machines_apt_sources(tmp_path: Path) -> None:
+    deb822 = (
+        "Types: deb\nURIs: http://off.example.test/debian\nSuites: bookworm\nEnabled: no\n\n"
+        "Types: deb-src deb\nURIs: http://local.example.test/debian http://b.example.test/d\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n"
+    )
+    assert _mirror(tmp_path, sources=deb822) == "http://local.example.test/debian"
+    one_line = (
+        "# deb http://commented.example.test/debian bookworm main\n"
+        "deb http://security.example.test/debian-security bookworm-security main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://proxy.example.test:3142/debian bookworm main\n"
+    )
+    assert _mirror(tmp_path, one_line, deb822) == "http://proxy.example.test:3142/debian"
+    assert _mirror(tmp_path) == "http://deb.debian.org/debian"
+    override = {"ISLANDORA_JOB_DEBIAN_MIRROR": "http://mine.example.test/debian"}
+    assert _mirror(tmp_path, one_line, **override) == "http://mine.example.test/debian"
