@@ -78,7 +78,8 @@ def test_the_first_ctrl_c_ends_a_busy_run_within_seconds(pytester: pytest.Pytest
     out, _ = proc.communicate(timeout=60)
     took = time.monotonic() - began
     assert b"KeyboardInterrupt" in out
-    assert took < 6, f"the run took {took:.1f} s to end after Ctrl-C"
+    # Stopped in turn, the three workers took over 30 s; a loaded machine adds a little.
+    assert took < 10, f"the run took {took:.1f} s to end after Ctrl-C"
     assert [p for p in project.processes() if p.pid != proc.pid] == []
 
 
