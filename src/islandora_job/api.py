@@ -208,6 +208,23 @@ class _AnyName:
         return True
 
 
+# Set while every client that is not told otherwise checks job names (see `checking_jobs`).
+_always_check: list[object] = []
+
+
+@contextlib.contextmanager
+def checking_jobs() -> Iterator[None]:
+    """While the with block runs, clients made with check_jobs=None check job names even
+    when no job module is configured or installed (an empty registry refuses every name).
+    A test harness uses this: there, a name nobody registered is a mistake."""
+    token = object()
+    _always_check.append(token)
+    try:
+        yield
+    finally:
+        _always_check.remove(token)
+
+
 # What a client says of a name it does not know, and how to send it anyway.
 _UNCHECKED = (
     "to submit to a worker this process does not know (another language or deployment), "
@@ -226,7 +243,7 @@ class JobClient:
     ("" for none); check_jobs: refuse names the job registry lacks (UnknownJob) before
     sending anything: True, False (send any name: a worker this process does not know
     serves it) or None (the default: check when job modules are configured or installed as
-    entry points). Foreground calls given no timeout wait `settings.default_timeout`.
+    entry points, or always under `checking_jobs()`, as in a pytest run with the plugin). Foreground calls given no timeout wait `settings.default_timeout`.
 
     Not safe to share between threads: give each thread its own (the module-level
     functions do). Closes its connection on close() or at the end of a `with` block.
@@ -295,7 +312,7 @@ class JobClient:
         if self._jobs is None:
             check = self.check_jobs
             if check is None:
-                check = jobs_declared(self.settings.modules)
+                check = bool(_always_check) or jobs_declared(self.settings.modules)
             self._jobs = (
                 frozenset(load_registry(self.settings.modules).jobs) if check else _AnyName()
             )

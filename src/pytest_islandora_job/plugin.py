@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from islandora_job.api import refusing_default_servers
+from islandora_job.api import checking_jobs, refusing_default_servers
 from islandora_job.config import ENV_MODULES, layered, settings
 from islandora_job.registry import RegistryError, load_registry
 from islandora_job.workers.runtime import ENV_WATCH_PID
@@ -46,17 +46,19 @@ def pytest_configure(config: pytest.Config) -> None:
     """Check the settings, tag this run's children, end leftovers of runs killed outright."""
     options.validate(config)
     config.pluginmanager.register(ModuleProblems(), "islandora-job-module-problems")
+    run_settings = contextlib.ExitStack()
+    config.add_cleanup(run_settings.close)
+    # In a test, a job name nobody registered is a typo, even with no job module at all.
+    run_settings.enter_context(checking_jobs())
     # No foreground call of a test waits forever: the library's default timeout, for the run.
     job_timeout = options.get(config, "gearman_job_timeout")
     if job_timeout:
-        run_settings = contextlib.ExitStack()
         try:
             run_settings.enter_context(layered(default_timeout=job_timeout))
         except ValueError as exc:
             raise pytest.UsageError(
                 f"--gearman-job-timeout / ini gearman_job_timeout: {exc}"
             ) from None
-        config.add_cleanup(run_settings.close)
     processes.run_tag()
     # Workers this process starts end when it does, however it ends (see run_worker).
     os.environ[ENV_WATCH_PID] = str(os.getpid())

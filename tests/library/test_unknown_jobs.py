@@ -70,9 +70,21 @@ def no_job_modules(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
-def test_with_no_job_modules_names_are_not_checked(gearman_server, no_job_modules) -> None:
+def test_with_no_job_modules_names_are_not_checked(
+    gearman_server, no_job_modules, monkeypatch
+) -> None:
+    monkeypatch.setattr(api, "_always_check", [])  # as outside a pytest run
     handle = islandora_job.submit_background("no_registry_here")
     assert handle.startswith("H:")
+
+
+def test_under_the_plugin_names_are_checked_even_with_no_job_modules(
+    gearman_server, no_job_modules
+) -> None:
+    with pytest.raises(UnknownJob, match="registered jobs: none"):
+        islandora_job.submit_background("no_registry_here")
+    with JobClient() as client, pytest.raises(UnknownJob):
+        client.submit("no_registry_here")
 
 
 def test_check_jobs_true_refuses_every_name_of_an_empty_registry(
