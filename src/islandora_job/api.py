@@ -243,7 +243,8 @@ class JobClient:
     ("" for none); check_jobs: refuse names the job registry lacks (UnknownJob) before
     sending anything: True, False (send any name: a worker this process does not know
     serves it) or None (the default: check when job modules are configured or installed as
-    entry points, or always under `checking_jobs()`, as in a pytest run with the plugin). Foreground calls given no timeout wait `settings.default_timeout`.
+    entry points, or always under `checking_jobs()`, as in a pytest run with the plugin).
+    Foreground calls given no timeout wait `settings.default_timeout`.
 
     Not safe to share between threads: give each thread its own (the module-level
     functions do). Closes its connection on close() or at the end of a `with` block.
@@ -401,8 +402,9 @@ class JobClient:
 
         Raises UnknownJob (nothing sent) for a name the job registry lacks when the client
         checks names, JobFailed when the job raised or failed, JobTimeout when `timeout`
-        seconds (None: `settings.default_timeout`, else no limit) pass first, TypeError when an argument cannot be encoded as JSON, ValueError for a
-        bad priority, PayloadError for an oversized payload or a result that is not JSON,
+        seconds (None: `settings.default_timeout`, else no limit) pass first, TypeError
+        when an argument cannot be encoded as JSON, ValueError for a bad priority,
+        PayloadError for an oversized payload or a result that is not JSON,
         ServerUnavailable when no server can be reached.
         """
         self._check(job_name)
@@ -428,9 +430,9 @@ class JobClient:
 
         With ``unique``, a job of the same name and unique id that still waits is not
         queued twice: its handle is returned. Raises UnknownJob (nothing sent) for a name
-        the job registry lacks when the client checks names, TypeError/PayloadError for arguments
-        that cannot be sent, ValueError for a bad priority and ServerUnavailable when no
-        server can be reached.
+        the job registry lacks when the client checks names, TypeError/PayloadError for
+        arguments that cannot be sent, ValueError for a bad priority and ServerUnavailable
+        when no server can be reached.
         """
         self._check(job_name)
         data = self._encode(job_name, args)

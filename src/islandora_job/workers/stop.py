@@ -65,8 +65,9 @@ def _kill(process: psutil.Process) -> None:
 
 def stop_worker(pidfile: str, *, grace: float = 10.0, settings: Settings | None = None) -> bool:
     """Stop the worker a pidfile (a bare name in the temp dir of `settings`, the settings in
-    force when None, or an absolute path, as `islandora-job worker --pidfile` takes) names: SIGTERM, wait up to `grace` seconds for the job in hand to
-    finish, then SIGKILL; remove the pidfile; True.
+    force when None, or an absolute path, as `islandora-job worker --pidfile` takes) names:
+    SIGTERM, wait up to `grace` seconds for the job in hand to finish, then SIGKILL; remove
+    the pidfile; True.
 
     Returns False, signalling nothing, when there is no pidfile, when it names no live
     worker of this pidfile (a reused PID, an unrelated process) or holds no PID; the reason
