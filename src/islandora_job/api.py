@@ -7,13 +7,14 @@ process and settings.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from islandora_job import config, payload
 from islandora_job.config import (
@@ -32,6 +33,7 @@ from islandora_job.gearman.client import (
     Priority,
 )
 from islandora_job.queue import queue_status
+from islandora_job.registry import RegistryError, UnknownJob, jobs_declared, load_registry
 
 log = logging.getLogger(__name__)
 
@@ -254,14 +256,78 @@ class JobCodec:
             return _failure(job_name, result)
         return self.decode(job_name, result)
 
-    def timed_out(self, job_names: Iterable[str], timeout: float | None) -> JobTimeout:
+    def timed_out(
+        self,
+        job_names: Iterable[str],
+        timeout: float | None,
+        *,
+        defaulted: bool = False,
+        registered: frozenset[str] | None = None,
+    ) -> JobTimeout:
         """The JobTimeout for these jobs, with what the servers say of their functions
-        (asked within a fraction of a second, even when a server hangs)."""
+        (asked within a fraction of a second, even when a server hangs) and, for a function
+        no worker serves, what to do. ``defaulted``: the timeout was the default one, not
+        the caller's; ``registered``: the job names this process knows (loaded when None)."""
         names = list(dict.fromkeys(job_names))
+        jobs = registered
+        if jobs is None:
+            try:
+                jobs = frozenset(load_registry(self.settings.modules).jobs)
+            except RegistryError:
+                jobs = None
+        hints = {}
+        for name in names:
+            if jobs is None:
+                hint = "start a worker that serves it"
+            elif name in jobs:
+                hint = "start one (islandora-job start-worker PIDFILE, or the job_worker fixture)"
+            else:
+                known = ", ".join(repr(n) for n in sorted(jobs)) or "none"
+                hint = (
+                    f"{name!r} is not a job registered here (registered jobs: {known}), "
+                    "so only a worker of another process can serve it"
+                )
+            hints[self.function(name)] = hint
         status = queue_status(
-            self.settings.servers, [self.function(name) for name in names], timeout=_STATUS_BUDGET
+            self.settings.servers, list(hints), timeout=_STATUS_BUDGET, hints=hints
         )
+        if defaulted and timeout is not None:
+            status += (
+                f" (the default timeout, from {config.ENV_TIMEOUT} or the plugin's ini "
+                "gearman_job_timeout; pass timeout= to wait longer)"
+            )
         return JobTimeout(", ".join(names), timeout, status)
+
+
+class _AnyName:
+    """The job names of a client that does not check them: every name."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+# Set while every client that is not told otherwise checks job names (see `checking_jobs`).
+_always_check: list[object] = []
+
+
+@contextlib.contextmanager
+def checking_jobs() -> Iterator[None]:
+    """While the with block runs, clients made with check_jobs=None check job names even
+    when no job module is configured or installed (an empty registry refuses every name).
+    A test harness uses this: there, a name nobody registered is a mistake."""
+    token = object()
+    _always_check.append(token)
+    try:
+        yield
+    finally:
+        _always_check.remove(token)
+
+
+# What a client says of a name it does not know, and how to send it anyway.
+_UNCHECKED = (
+    "to submit to a worker this process does not know (another language or deployment), "
+    "use JobClient(check_jobs=False) or islandora-job submit --unregistered"
+)
 
 
 class JobClient:
@@ -272,7 +338,11 @@ class JobClient:
     `site` override theirs. results: "json" (the default: our worker answers with JSON,
     decoded here) or "text" (the raw result, as a str, of a worker that is not ours, such
     as the original module's router); site: the multisite prefix of the Gearman functions
-    ("" for none).
+    ("" for none); check_jobs: refuse names the job registry lacks (UnknownJob) before
+    sending anything: True, False (send any name: a worker this process does not know
+    serves it) or None (the default: check when job modules are configured or installed as
+    entry points, or always under `checking_jobs()`, as in a pytest run with the plugin).
+    Foreground calls given no timeout wait `settings.default_timeout`.
 
     Not safe to share between threads: give each thread its own (the module-level
     functions do). Closes its connection on close() or at the end of a `with` block.
@@ -287,6 +357,7 @@ class JobClient:
         max_payload: int | None = None,
         results: str | None = None,
         site: str | None = None,
+        check_jobs: bool | None = None,
     ) -> None:
         """Bind to servers ("host:port" list or comma-separated string); ValueError if a
         setting is malformed."""
@@ -297,6 +368,9 @@ class JobClient:
         self.max_payload = resolved.max_payload
         self.results = resolved.results
         self.site = resolved.site
+        self.check_jobs = check_jobs
+        # The registered job names, loaded at the first submit (submits are a hot path).
+        self._jobs: frozenset[str] | _AnyName | None = None
         # Connects on first use; it drops a connection whose server is lost, and remembers
         # which servers hung and which created each background handle.
         self._gearman = GearmanClient(
@@ -321,6 +395,40 @@ class JobClient:
         """Close the connections; the next call opens new ones."""
         self._gearman.close()
 
+    def _registered(self) -> frozenset[str] | _AnyName:
+        """The names this client accepts, loaded once; RegistryError when a job module
+        cannot be imported."""
+        if self._jobs is None:
+            check = self.check_jobs
+            if check is None:
+                check = bool(_always_check) or jobs_declared(self.settings.modules)
+            self._jobs = (
+                frozenset(load_registry(self.settings.modules).jobs) if check else _AnyName()
+            )
+        return self._jobs
+
+    def _check(self, job_name: str) -> None:
+        """UnknownJob, naming the closest registered names, for a name the registry lacks."""
+        jobs = self._jobs if self._jobs is not None else self._registered()
+        if job_name not in jobs:
+            assert isinstance(jobs, frozenset)  # _AnyName holds every name
+            payload.check_job_name(job_name)  # a malformed name is told so first
+            raise UnknownJob(job_name, jobs, _UNCHECKED)
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        return self.settings.default_timeout if timeout is None else timeout
+
+    def _timed_out(
+        self, job_names: Iterable[str], timeout: float | None, given: float | None
+    ) -> JobTimeout:
+        jobs = self._jobs
+        return self._codec.timed_out(
+            job_names,
+            timeout,
+            defaulted=given is None,
+            registered=jobs if isinstance(jobs, frozenset) else None,
+        )
+
     def submit(
         self,
         job_name: str,
@@ -336,23 +444,27 @@ class JobClient:
         jobs of one function by (see `unique_id`); ``on_progress(numerator,
         denominator)`` is called whenever the job reports progress.
 
-        Raises JobFailed when the job raised or failed, JobTimeout when `timeout` seconds
-        pass first, TypeError when an argument cannot be encoded as JSON, ValueError for a
-        bad priority, PayloadError for an oversized payload or a result that is not JSON,
+        Raises UnknownJob (nothing sent) for a name the job registry lacks when the client
+        checks names, JobFailed when the job raised or failed, JobTimeout when `timeout`
+        seconds (None: `settings.default_timeout`, else no limit) pass first, TypeError
+        when an argument cannot be encoded as JSON, ValueError for a bad priority,
+        PayloadError for an oversized payload or a result that is not JSON,
         ServerUnavailable when no server can be reached.
         """
+        self._check(job_name)
         data = self._codec.encode(job_name, args)
+        seconds = self._timeout(timeout)
         try:
             result = self._gearman.submit(
                 self._codec.function(job_name),
                 data,
                 unique=_unique(unique),
                 priority=_priority(priority),
-                timeout=timeout,
+                timeout=seconds,
                 on_progress=on_progress,
             )
         except GearmanTimeout:
-            raise self._codec.timed_out([job_name], timeout) from None
+            raise self._timed_out([job_name], seconds, timeout) from None
         return self._codec.decode(job_name, result)
 
     def submit_background(
@@ -361,10 +473,12 @@ class JobClient:
         """Queue a job in the background and return its handle ("H:host:N").
 
         With ``unique``, a job of the same name and unique id that still waits is not
-        queued twice: its handle is returned. Raises TypeError/PayloadError for arguments
-        that cannot be sent, ValueError for a bad priority and ServerUnavailable when no
-        server can be reached.
+        queued twice: its handle is returned. Raises UnknownJob (nothing sent) for a name
+        the job registry lacks when the client checks names, TypeError/PayloadError for
+        arguments that cannot be sent, ValueError for a bad priority and ServerUnavailable
+        when no server can be reached.
         """
+        self._check(job_name)
         data = self._codec.encode(job_name, args)
         return self._gearman.submit_background(
             self._codec.function(job_name),
@@ -384,12 +498,15 @@ class JobClient:
         Entries are {"job_name": ..., "args": [...]} with optional "priority" and "unique".
         ``on_complete(index, outcome)`` is called as each job ends (outcome: its result or
         JobFailed). Every entry is checked and encoded before anything is sent
-        (ValueError/TypeError name the bad entry). Raises JobTimeout when `timeout` seconds
-        pass before all end.
+        (ValueError/TypeError name the bad entry, UnknownJob a name the job registry lacks
+        when the client checks names). Raises JobTimeout when `timeout` seconds (None:
+        `settings.default_timeout`, else no limit) pass before all end.
         """
         entries = _check_batch(batch)
         if not entries:
             return []
+        for entry in entries:
+            self._check(entry.job_name)
         jobs = [
             Job(e.job_name, self._codec.encode(e.job_name, e.args), e.unique, e.priority)
             for e in entries
@@ -402,14 +519,15 @@ class JobClient:
             if on_complete is not None:
                 on_complete(index, outcome)
 
+        seconds = self._timeout(timeout)
         try:
             self._gearman.submit_many(
                 [job._replace(function=self._codec.function(job.function)) for job in jobs],
-                timeout=timeout,
+                timeout=seconds,
                 on_end=ended,
             )
         except GearmanTimeout:
-            raise self._codec.timed_out((job.function for job in jobs), timeout) from None
+            raise self._timed_out((job.function for job in jobs), seconds, timeout) from None
         return [outcomes[index] for index in range(len(jobs))]
 
     def submit_batch(
@@ -431,12 +549,41 @@ class JobClient:
 
 
 _local = threading.local()
+# Set while the default servers must not be used (see `refusing_default_servers`).
+_refusals: list[str] = []
+
+
+class NoServerChosen(LookupError):
+    """The module-level API was called where no server was chosen and the default one
+    (127.0.0.1:4730) is not to be trusted; the message says how to choose one."""
+
+
+@contextlib.contextmanager
+def refusing_default_servers(reason: str) -> Iterator[None]:
+    """While the with block runs, the module-level functions raise NoServerChosen (``reason``
+    then the ways to choose a server) instead of using the default servers, when no server
+    is set in code, in a layer or in ISLANDORA_JOB_SERVERS. A test harness uses this: in a
+    test, whatever listens on 127.0.0.1:4730 is not the test's server."""
+    _refusals.append(reason)
+    try:
+        yield
+    finally:
+        _refusals.remove(reason)
 
 
 def _client() -> JobClient:
     """This thread's client for the settings in force (resolved once per call), replaced
-    when they change."""
+    when they change; NoServerChosen while the default servers are refused."""
     resolved, pid = config.settings(), os.getpid()
+    # Identity, not equality: servers set anywhere are a tuple of their own, even when they
+    # name 127.0.0.1:4730 too; only the unset default is this object.
+    if _refusals and resolved.servers is config.DEFAULT_SERVERS:
+        raise NoServerChosen(
+            f"{_refusals[-1]}: islandora_job has no Gearman server to use, and whatever "
+            f"listens on {config.DEFAULT_SERVERS[0]} is not yours; ask for a server fixture "
+            "(gearman_server) in the test's arguments, or set ISLANDORA_JOB_SERVERS or "
+            "configure(servers=...) to use a server of your own"
+        )
     cached: tuple[int, JobClient] | None = getattr(_local, "client", None)
     if cached is not None:
         owner, client = cached

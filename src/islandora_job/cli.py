@@ -29,6 +29,7 @@ from islandora_job.gearman.client import ServerError
 from islandora_job.gearman.protocol import ProtocolError
 from islandora_job.registry import RegistryError, UnknownJob, load_registry
 from islandora_job.server import main as server_main
+from islandora_job.workers.pidfiles import resolve_pidfile
 
 PROG = "islandora-job"
 DISTRIBUTION = "pytest-islandora-job"
@@ -112,6 +113,7 @@ def _submit_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=_seconds, help="give up after this many seconds")
     _priority_argument(parser, "the job's priority")
+    _unregistered_argument(parser)
     parser.add_argument(
         "--text",
         action="store_true",
@@ -129,14 +131,31 @@ def _priority_argument(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _unregistered_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--unregistered",
+        action="store_true",
+        help="send job names the job registry lacks (a worker of another language or "
+        "deployment serves them) instead of refusing them",
+    )
+
+
+def _client(args: argparse.Namespace, results: str | None = None) -> api.JobClient:
+    """A client checking job names unless --unregistered was given."""
+    return api.JobClient(results=results, check_jobs=False if args.unregistered else None)
+
+
 def _submit(args: argparse.Namespace) -> int:
-    if args.background:
-        print(api.submit_background(args.job, *args.args, priority=args.priority))
-    elif args.text or settings().results == "text":
-        with api.JobClient(results="text") as client:
+    text = args.text or settings().results == "text"
+    with _client(args, "text" if text else None) as client:
+        if args.background:
+            print(client.submit_background(args.job, *args.args, priority=args.priority))
+        elif text:
             print(client.submit(args.job, *args.args, timeout=args.timeout, priority=args.priority))
-    else:
-        _print_json(api.submit(args.job, *args.args, timeout=args.timeout, priority=args.priority))
+        else:
+            _print_json(
+                client.submit(args.job, *args.args, timeout=args.timeout, priority=args.priority)
+            )
     return 0
 
 
@@ -151,6 +170,7 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=_seconds, help="give up after this many seconds")
     _priority_argument(parser, 'the priority of entries that give no "priority"')
+    _unregistered_argument(parser)
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -168,7 +188,8 @@ def _batch(args: argparse.Namespace) -> int:
             {"priority": args.priority, **entry} if isinstance(entry, dict) else entry
             for entry in batch
         ]
-    ok = api.submit_batch(batch, timeout=args.timeout)
+    with _client(args) as client:
+        ok = client.submit_batch(batch, timeout=args.timeout)
     print(f"batch of {len(batch)} jobs: {'all succeeded' if ok else 'some failed'}")
     return 0 if ok else 1
 
@@ -198,7 +219,8 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
         "--from-table",
         metavar="DSN",
         help="count jobs left per function in a persistent queue table instead: "
-        "mysql://user:pw@host:port/db, postgresql://user@host:port/db or sqlite:///path",
+        "mysql://user:pw@host:port/db, postgresql://user@host:port/db, sqlite:///relative/path "
+        "or sqlite:////absolute/path",
     )
     parser.add_argument(
         "--table", default=queue.DEFAULT_TABLE, help="the queue table (default: %(default)s)"
@@ -258,7 +280,11 @@ def _start_worker(args: argparse.Namespace) -> int:
 
 
 def _stop_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pidfile", metavar="PIDFILE", help="a bare file name in the temp dir")
+    parser.add_argument(
+        "pidfile",
+        metavar="PIDFILE",
+        help="a bare file name in the temp dir, or an absolute path (as worker --pidfile takes)",
+    )
     parser.add_argument(
         "--grace", type=_seconds, default=10.0, help="seconds between SIGTERM and SIGKILL"
     )
@@ -266,7 +292,7 @@ def _stop_worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _stop_worker(args: argparse.Namespace) -> int:
     resolved = settings()
-    path = workers.pidfile_path(args.pidfile, settings=resolved)
+    path = resolve_pidfile(args.pidfile, resolved)
     if not workers.stop_worker(args.pidfile, grace=args.grace, settings=resolved):
         print(f"{PROG}: no live worker with pidfile {path}", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ ENV_MODULES = "ISLANDORA_JOB_MODULES"
 ENV_MAX_PAYLOAD = "ISLANDORA_JOB_MAX_PAYLOAD"
 ENV_RESULTS = "ISLANDORA_JOB_RESULTS"
 ENV_SITE = "ISLANDORA_JOB_SITE"
+ENV_TIMEOUT = "ISLANDORA_JOB_TIMEOUT"
 
 DEFAULT_SERVERS = (f"127.0.0.1:{DEFAULT_PORT}",)
 DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
@@ -41,7 +42,8 @@ class Settings:
     servers: normalised "host:port" strings; temp_dir: where pidfiles and worker logs go;
     modules: import paths of job modules (besides the entry points); max_payload: the
     largest payload, in bytes, that is sent or accepted; results: how clients read results
-    ("json" or "text"); site: the multisite prefix of Gearman function names (None: none).
+    ("json" or "text"); site: the multisite prefix of Gearman function names (None: none);
+    default_timeout: seconds a foreground call waits when given no timeout (None: forever).
     """
 
     servers: tuple[str, ...]
@@ -50,6 +52,7 @@ class Settings:
     max_payload: int
     results: str = "json"
     site: str | None = None
+    default_timeout: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +66,21 @@ class Overrides:
     results: str | None = None
     # "" is an explicit "no site", beating the environment.
     site: str | None = None
+    default_timeout: float | None = None
 
 
 _overrides = Overrides()
 _layers: list[tuple[object, Overrides]] = []
 _layered = Overrides()  # every layer merged, the newest winning
-_ENV_NAMES = (ENV_SERVERS, ENV_TEMP_DIR, ENV_MODULES, ENV_MAX_PAYLOAD, ENV_RESULTS, ENV_SITE)
+_ENV_NAMES = (
+    ENV_SERVERS,
+    ENV_TEMP_DIR,
+    ENV_MODULES,
+    ENV_MAX_PAYLOAD,
+    ENV_RESULTS,
+    ENV_SITE,
+    ENV_TIMEOUT,
+)
 _cached: tuple[tuple[object, ...], Settings] | None = None
 
 
@@ -150,6 +162,17 @@ def default_temp_dir() -> Path:
     return private_dir(Path(tempfile.gettempdir()) / f"islandora-job-{os.getuid()}")
 
 
+def parse_timeout(value: str | float) -> float:
+    """A positive number of seconds; ValueError naming the value otherwise."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if isinstance(value, bool) or not seconds > 0:
+        raise ValueError(f"malformed timeout {value!r}: give a positive number of seconds, e.g. 60")
+    return seconds
+
+
 def _from_env(name: str, parse: Callable[[str], T], default: T, env: Mapping[str, str]) -> T:
     """The parsed value of environment variable ``name``, or ``default`` when unset or empty;
     ValueError naming the variable when malformed."""
@@ -175,6 +198,7 @@ def _over(low: Overrides, high: Overrides) -> Overrides:
         max_payload=_pick(high.max_payload, low.max_payload),
         results=_pick(high.results, low.results),
         site=_pick(high.site, low.site),
+        default_timeout=_pick(high.default_timeout, low.default_timeout),
     )
 
 
@@ -212,6 +236,11 @@ def settings() -> Settings:
         if o.results is not None
         else _from_env(ENV_RESULTS, parse_results, "json", env),
         site=(o.site if o.site is not None else _from_env(ENV_SITE, parse_site, "", env)) or None,
+        default_timeout=(
+            o.default_timeout
+            if o.default_timeout is not None
+            else _from_env(ENV_TIMEOUT, parse_timeout, None, env)
+        ),
     )
     _cached = (key, resolved)
     return resolved
@@ -225,6 +254,7 @@ def configure(
     max_payload: int | None = None,
     results: str | None = None,
     site: str | None = None,
+    default_timeout: float | None = None,
 ) -> Overrides:
     """Set settings in code; None leaves a setting as it is (site "" sets "no site").
 
@@ -234,7 +264,8 @@ def configure(
     global _overrides
     previous = _overrides
     _overrides = _over(
-        previous, _overrides_of(servers, temp_dir, modules, max_payload, results, site)
+        previous,
+        _overrides_of(servers, temp_dir, modules, max_payload, results, site, default_timeout),
     )
     return previous
 
@@ -254,6 +285,7 @@ def settings_env(resolved: Settings) -> dict[str, str]:
         ENV_MAX_PAYLOAD: str(resolved.max_payload),
         ENV_RESULTS: resolved.results,
         ENV_SITE: resolved.site or "",
+        ENV_TIMEOUT: "" if resolved.default_timeout is None else str(resolved.default_timeout),
     }
 
 
@@ -289,6 +321,7 @@ def _overrides_of(
     max_payload: int | None = None,
     results: str | None = None,
     site: str | None = None,
+    default_timeout: float | None = None,
 ) -> Overrides:
     """Parse settings given in code; ValueError when one is malformed."""
     return Overrides(
@@ -298,6 +331,7 @@ def _overrides_of(
         max_payload=None if max_payload is None else parse_max_payload(max_payload),
         results=None if results is None else parse_results(results),
         site=None if site is None else parse_site(site),
+        default_timeout=None if default_timeout is None else parse_timeout(default_timeout),
     )
 
 
@@ -315,6 +349,7 @@ def layered(
     servers: str | Iterable[str] | None = None,
     temp_dir: str | os.PathLike[str] | None = None,
     modules: str | Iterable[str] | None = None,
+    default_timeout: float | None = None,
 ) -> Iterator[None]:
     """Settings beneath `configure()` and above the environment while the with block runs.
 
@@ -322,7 +357,7 @@ def layered(
     test server fixture: layers may end in any order, and ending one never undoes another,
     nor what `configure()` set meanwhile. Raises ValueError (nothing changed) when malformed.
     """
-    layer = _overrides_of(servers, temp_dir, modules)
+    layer = _overrides_of(servers, temp_dir, modules, default_timeout=default_timeout)
     token = object()
     _layers.append((token, layer))
     _merge_layers()

@@ -3,13 +3,15 @@
     mysql://user:password@host:port/database        (mariadb:// too; port defaults to 3306)
     mysql://user@%2Frun%2Fmysqld%2Fmysqld.sock/db   (a Unix socket: its path, %-encoded)
     postgresql://user:password@host:port/database   (postgres:// too; port defaults to 5432)
-    sqlite:///path/to/queue.db                      (the path after sqlite://, as given)
+    sqlite:///relative/queue.db, sqlite:////absolute/queue.db
+                                                    (SQLAlchemy's form: the path after sqlite:///)
 
 A DSN never shows its password: `describe()` leaves it out and error messages scrub it.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -56,7 +58,7 @@ class DSN:
         """The DSN without its password, for headers, logs and error messages."""
         scheme = _SCHEMES[self.kind]
         if self.kind == "sqlite":
-            return f"{scheme}://{self.database}"
+            return f"{scheme}:///{self.database}"
         if self.host.startswith("/"):
             host = quote(self.host, safe="")  # a Unix socket, written as libpq URIs do
         else:
@@ -83,13 +85,21 @@ class DSN:
         """An autocommit DB-API connection (PyMySQL, psycopg or sqlite3).
 
         Raises DatabaseUnavailable, in one line without the password, when the driver is not
-        installed or the server cannot be reached or refuses the credentials.
+        installed or the server cannot be reached or refuses the credentials, or when an
+        SQLite file does not exist (it is never created: gearmand creates its queue file).
         """
         if self.kind == "sqlite":
             import sqlite3
 
+            if not os.path.isfile(self.database):
+                raise DatabaseUnavailable(
+                    f"cannot open {self.describe()}: no such file {os.path.abspath(self.database)}"
+                    " (sqlite:///relative/path or sqlite:////absolute/path; gearmand creates "
+                    "the file when its SQLite queue starts)"
+                )
+            uri = f"file:{quote(os.path.abspath(self.database))}?mode=rw"
             try:
-                return sqlite3.connect(self.database, timeout=timeout, isolation_level=None)
+                return sqlite3.connect(uri, timeout=timeout, isolation_level=None, uri=True)
             except sqlite3.Error as exc:
                 raise DatabaseUnavailable(f"cannot open {self.describe()}: {exc}") from None
         try:
@@ -162,9 +172,13 @@ def parse_dsn(text: str, kind: str | None = None) -> DSN:
     if kind is not None and found != kind:
         raise DSNError(f"{shown!r} is a {found} DSN where a {kind} DSN is needed")
     if found == "sqlite":
-        path = text[len(scheme) + 3 :]
-        if not path:
-            raise DSNError(f"{shown!r} names no file; write sqlite:///path/to/file.db")
+        # SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute.db.
+        head, slash, path = text[len(scheme) + 3 :].partition("/")
+        if head or not slash or not path:
+            raise DSNError(
+                f"{shown!r} names no file; write sqlite:///relative/file.db or "
+                "sqlite:////absolute/file.db"
+            )
         return DSN("sqlite", database=path)
     parts = urlsplit(text)
     if parts.query or parts.fragment:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,13 +106,15 @@ def read_status(servers: Iterable[str], timeout: float = 5.0) -> list[ServerStat
     return found
 
 
-def _function_line(server: str, function: str, row: FunctionStatus | None) -> str:
+_START_ONE = "start one (islandora-job start-worker PIDFILE)"
+
+
+def _function_line(
+    server: str, function: str, row: FunctionStatus | None, hint: str = _START_ONE
+) -> str:
     if row is None or row.workers == 0:
         queued = row.queued if row else 0
-        return (
-            f"no worker registered for {function!r} on {server} ({queued} queued): "
-            "start one (islandora-job start-worker NAME)"
-        )
+        return f"no worker registered for {function!r} on {server} ({queued} queued): {hint}"
     return (
         f"{function!r} on {server}: {row.queued} queued, {row.running} running, "
         f"{row.workers} workers"
@@ -120,11 +122,15 @@ def _function_line(server: str, function: str, row: FunctionStatus | None) -> st
 
 
 def status_lines(
-    servers: Iterable[str], functions: Iterable[str] | None = None, timeout: float = 5.0
+    servers: Iterable[str],
+    functions: Iterable[str] | None = None,
+    timeout: float = 5.0,
+    hints: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Per server, one line per function of `functions` (every function the server knows when
     None) saying how many jobs are queued and running, by how many workers, and how to start
-    a worker when there is none; a server that cannot be read gets one line saying why.
+    a worker when there is none (``hints``: function -> what to say instead); a server that
+    cannot be read gets one line saying why.
 
     Never raises for a server that cannot be read.
     """
@@ -138,16 +144,22 @@ def status_lines(
         if wanted is None and not rows:
             lines.append(f"{server.address}: no functions known")
         for function in rows if wanted is None else wanted:
-            lines.append(_function_line(server.address, function, rows.get(function)))
+            hint = (hints or {}).get(function, _START_ONE)
+            lines.append(_function_line(server.address, function, rows.get(function), hint))
     return lines
 
 
-def queue_status(servers: Iterable[str], functions: Iterable[str], timeout: float = 2.0) -> str:
+def queue_status(
+    servers: Iterable[str],
+    functions: Iterable[str],
+    timeout: float = 2.0,
+    hints: Mapping[str, str] | None = None,
+) -> str:
     """Say, per server, how many jobs of each function are queued and running, and by how
     many workers, on one line, within ``timeout`` seconds in all; used to explain a timeout.
     Never raises: an unreachable or silent server is said so.
     """
-    return "; ".join(status_lines(servers, functions, timeout=timeout))
+    return "; ".join(status_lines(servers, functions, timeout=timeout, hints=hints))
 
 
 def status(servers: Sequence[str], timeout: float = 5.0) -> dict[str, FunctionCount]:
@@ -233,12 +245,13 @@ def clear(servers: Sequence[str], function: str | None = None, timeout: float = 
     """
     cleared = 0
     for address in servers:
-        if function is None:
-            functions = [
-                name for name, count in status([address], timeout).items() if count.waiting > 0
-            ]
-        else:
-            functions = [function]
+        # Only functions the server knows with jobs waiting: asking to clear a name it does
+        # not know must not make it one (CAN_DO creates the function in gearmand).
+        functions = [
+            name
+            for name, count in status([address], timeout).items()
+            if count.waiting > 0 and (function is None or name == function)
+        ]
         if functions:
             cleared += _drain(address, functions, timeout)
     return cleared

@@ -10,6 +10,7 @@ A job's own module is imported only when the job first runs.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -26,13 +27,21 @@ class RegistryError(Exception):
 
 
 class UnknownJob(LookupError):
-    """A job name nobody registered; carries the name and the registered names."""
+    """A job name nobody registered; carries the name, the registered names and the closest
+    of them (`closest`, the likely intended names); `fix`, when given, ends the message."""
 
-    def __init__(self, job_name: str, registered: Iterable[str]) -> None:
+    def __init__(self, job_name: str, registered: Iterable[str], fix: str = "") -> None:
         self.job_name = job_name
         self.registered = tuple(sorted(registered))
+        self.closest = tuple(difflib.get_close_matches(job_name, self.registered, n=3))
         known = ", ".join(repr(n) for n in self.registered) or "none"
-        super().__init__(f"no job named {job_name!r} is registered (registered jobs: {known})")
+        guess = ", ".join(repr(n) for n in self.closest)
+        super().__init__(
+            f"no job named {job_name!r} is registered ("
+            + (f"did you mean {guess}? " if guess else "")
+            + f"registered jobs: {known})"
+            + (f"; {fix}" if fix else "")
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +101,9 @@ def _register_module(module_path: str, found_by: str) -> list[JobSpec]:
     except Exception as exc:
         raise RegistryError(
             f"cannot import job module {module_path!r} (found by {found_by}): "
-            f"{type(exc).__name__}: {exc}; fix the import path or make it importable"
+            f"{type(exc).__name__}: {exc}; fix the import path, or make the module importable: "
+            "install its project (pip install -e .) or put its directory on sys.path "
+            "(for pytest: ini pythonpath = .)"
         ) from exc
     hook = getattr(module, "register_jobs", None)
     if not callable(hook):
@@ -109,15 +120,22 @@ def _register_module(module_path: str, found_by: str) -> list[JobSpec]:
     return [_parse_spec(name, spec, module_path, found_by) for name, spec in jobs.items()]
 
 
-def _job_modules(modules: Iterable[str]) -> dict[str, str]:
-    """Import path -> how it was found; entry points first, then the settings."""
+def _job_modules(modules: Iterable[str], found_by: str | None = None) -> dict[str, str]:
+    """Import path -> how it was found; entry points first, then the settings (`found_by`
+    names where they came from; default: the environment variable)."""
     found: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = f" ({ep.dist.name})" if ep.dist is not None else ""
         found.setdefault(ep.value.strip(), f"entry point {ep.name!r}{dist}")
     for module in modules:
-        found.setdefault(module, f"the job modules setting ({ENV_MODULES})")
+        found.setdefault(module, found_by or f"the job modules setting ({ENV_MODULES})")
     return found
+
+
+def jobs_declared(modules: Iterable[str]) -> bool:
+    """True when job modules are configured (`modules`) or installed (entry points): then
+    the registry is known, and a name it lacks is a mistake."""
+    return any(True for _ in modules) or bool(entry_points(group=ENTRY_POINT_GROUP))
 
 
 class Registry:
@@ -174,14 +192,15 @@ class Registry:
         return found
 
 
-def load_registry(modules: Iterable[str] | None = None) -> Registry:
-    """Discover the jobs of the entry points and of `modules` (default: the settings).
+def load_registry(modules: Iterable[str] | None = None, found_by: str | None = None) -> Registry:
+    """Discover the jobs of the entry points and of `modules` (default: the settings);
+    `found_by` says where `modules` came from, for the error messages.
 
     Raises RegistryError for a module that cannot be imported, has no register_jobs(),
     registers malformed specs, or registers a name another module registered.
     """
     wanted = settings().modules if modules is None else tuple(modules)
     specs: list[JobSpec] = []
-    for module_path, found_by in _job_modules(wanted).items():
-        specs.extend(_register_module(module_path, found_by))
+    for module_path, source in _job_modules(wanted, found_by).items():
+        specs.extend(_register_module(module_path, source))
     return Registry(specs)

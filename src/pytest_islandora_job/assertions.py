@@ -30,6 +30,8 @@ def queue_report(servers: Sequence[str] | None = None) -> str:
 def _wait(
     done: Callable[[], bool], timeout: float, what: str, servers: Sequence[str] | None
 ) -> None:
+    # Every helper hides its frames: a failure points at the test, not at the helper.
+    __tracebackhide__ = True
     deadline = time.monotonic() + timeout
     delay = 0.005
     while not done():
@@ -46,6 +48,7 @@ def wait_for_job(handle: str, timeout: float = 10.0, servers: Sequence[str] | No
 
     Raises JobWaitTimeout, with the queue status, if it is still known after timeout seconds.
     """
+    __tracebackhide__ = True
     assert_background_handle(handle)
     client = islandora_job.JobClient(servers=servers)
     try:
@@ -59,6 +62,7 @@ def wait_until_idle(server: Any, timeout: float = 10.0) -> None:
 
     Raises JobWaitTimeout with the queue status when it is still busy after timeout seconds.
     """
+    __tracebackhide__ = True
     addresses = getattr(server, "addresses", None) or [server.address]
 
     def idle() -> bool:
@@ -71,6 +75,7 @@ def wait_until_idle(server: Any, timeout: float = 10.0) -> None:
 
 def assert_background_handle(handle: object) -> None:
     """Assert handle looks like a Gearman job handle, "H:host:N"."""
+    __tracebackhide__ = True
     assert isinstance(handle, str) and HANDLE_PATTERN.match(handle), (
         f"{handle!r} is not a Gearman job handle (expected 'H:host:N')"
     )
@@ -78,6 +83,7 @@ def assert_background_handle(handle: object) -> None:
 
 def assert_batch_succeeds(batch: Sequence[dict[str, Any]], timeout: float | None = 30.0) -> None:
     """Run a batch in the foreground and assert no job in it failed."""
+    __tracebackhide__ = True
     assert islandora_job.submit_batch(list(batch), timeout=timeout), (
         f"a job of the batch failed: {[entry.get('job_name') for entry in batch]}\n"
         f"queue status:\n{queue_report()}"
@@ -88,6 +94,7 @@ def assert_job_result(
     job_name: str, args: Sequence[Any], expected: Any, timeout: float | None = 30.0
 ) -> None:
     """Submit a foreground job and assert its result equals expected."""
+    __tracebackhide__ = True
     result = islandora_job.submit(job_name, *args, timeout=timeout)
     assert result == expected, (
         f"{job_name}{tuple(args)!r} returned {result!r}, expected {expected!r}"

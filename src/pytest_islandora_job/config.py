@@ -93,6 +93,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("gearman_start_timeout", "seconds a server may take to become ready", 30.0, "seconds"),
     Option(
+        "gearman_job_timeout",
+        "seconds a foreground job or batch may take when the test gives no timeout= (0: no limit)",
+        60.0,
+        "float",
+    ),
+    Option(
         "gearman_strict_queue",
         "jobs a test leaves queued are an error, not a report",
         False,

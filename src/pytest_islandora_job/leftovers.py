@@ -48,4 +48,12 @@ def settle(
     message = f"the test left jobs queued (drained): {described}"
     if config.get(request.config, "gearman_strict_queue"):
         pytest.fail(message + " [ini gearman_strict_queue = true]", pytrace=False)
-    warnings.warn(pytest.PytestWarning(message), stacklevel=1)
+    # Said of the test that left them, not of this line.
+    lineno = request.node.location[1]
+    warnings.warn_explicit(
+        pytest.PytestWarning(message),
+        category=pytest.PytestWarning,
+        filename=str(request.node.path),
+        lineno=(lineno or 0) + 1,
+        module=request.node.nodeid,
+    )

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import subprocess
+import textwrap
+import weakref
 from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
-from islandora_job.config import layered
+from islandora_job.api import checking_jobs, refusing_default_servers
+from islandora_job.config import ENV_MODULES, layered, settings
+from islandora_job.registry import RegistryError, load_registry
+from islandora_job.workers.runtime import ENV_WATCH_PID
 from pytest_islandora_job import config as options
 from pytest_islandora_job import factories, ports, processes
 from pytest_islandora_job.cluster import GearmanCluster
@@ -17,9 +24,15 @@ from pytest_islandora_job.databases import scratch
 from pytest_islandora_job.leftovers import LEFTOVERS
 from pytest_islandora_job.readiness import ServerStartError
 from pytest_islandora_job.servers.base import GearmanServer, tail
-from pytest_islandora_job.workerpool import WorkerPool
+from pytest_islandora_job.workerpool import WorkerPool, live_pools, stop_pools
 
 LOG_LINES = 40
+# Where a test whose job modules cannot be loaded carries why (user_properties, which xdist
+# sends to the controller), and where the run keeps what its job modules setting gave.
+REGISTRY_PROBLEM = "islandora_job_registry_problem"
+_REGISTRY_CHECK = pytest.StashKey[str]()
+# Seconds a worker or server gets to end after Ctrl-C before SIGKILL.
+CTRL_C_GRACE = 1.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,26 +53,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Check the settings, tag this run's children, end leftovers of runs killed outright."""
     options.validate(config)
+    config.pluginmanager.register(ModuleProblems(), "islandora-job-module-problems")
+    run_settings = contextlib.ExitStack()
+    config.add_cleanup(run_settings.close)
+    # In a test, a job name nobody registered is a typo, even with no job module at all.
+    run_settings.enter_context(checking_jobs())
+    # No foreground call of a test waits forever: the library's default timeout, for the run.
+    job_timeout = options.get(config, "gearman_job_timeout")
+    if job_timeout:
+        try:
+            run_settings.enter_context(layered(default_timeout=job_timeout))
+        except ValueError as exc:
+            raise pytest.UsageError(
+                f"--gearman-job-timeout / ini gearman_job_timeout: {exc}"
+            ) from None
     processes.run_tag()
+    # Workers this process starts end when it does, however it ends (see run_worker).
+    os.environ[ENV_WATCH_PID] = str(os.getpid())
     processes.reap_leftovers()
     ports.sweep()
     scratch.sweep_leftovers()
-    config.pluginmanager.register(Sweeper(processes.running()), "islandora-job-sweeper")
+    sweeper = Sweeper(processes.running(), live_pools())
+    config.pluginmanager.register(sweeper, "islandora-job-sweeper")
 
 
 class Sweeper:
     """Ends what this run started and teardown missed, at Ctrl-C and at the end of the run.
 
-    Children that were running before the run configured belong to an outer run (a pytester
-    run inside a test session) and are left alone.
+    Children and worker pools that were running before the run configured belong to an
+    outer run (a pytester run inside a test session) and are left alone.
     """
 
-    def __init__(self, outer: set[int]) -> None:
+    def __init__(self, outer: set[int], outer_pools: list[WorkerPool]) -> None:
         self.outer = outer
+        self.outer_pools = weakref.WeakSet(outer_pools)
 
     def pytest_keyboard_interrupt(self) -> None:
-        """Ctrl-C: end this run's children now rather than at interpreter exit."""
-        processes.stop_all(keep=self.outer)
+        """Ctrl-C: end this run's workers and children now, all at once and with a short
+        grace (a job in hand is not waited for), rather than in turn at teardown."""
+        stop_pools([p for p in live_pools() if p not in self.outer_pools], grace=CTRL_C_GRACE)
+        processes.stop_all(keep=self.outer, grace=CTRL_C_GRACE)
 
     def pytest_unconfigure(self) -> None:
         """Nothing the run started outlives it, whatever teardown missed."""
@@ -138,7 +171,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     servers = [v for v in values if isinstance(v, GearmanServer | GearmanCluster)]
     pools = [v for v in values if isinstance(v, WorkerPool)]
     if not servers:
-        return (yield)
+        # No server of the test's own: the library must not fall back on 127.0.0.1:4730.
+        with refusing_default_servers(f"{item.nodeid} uses no Gearman server fixture"):
+            return (yield)
     pool = pools[0].settings if pools else None
     with layered(
         servers=factories.addresses(servers[0]),
@@ -148,13 +183,66 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         return (yield)
 
 
+def _modules_source(config: pytest.Config) -> tuple[list[str], str]:
+    """The run's job modules and where they came from, as a reader would look for them."""
+    option = config.getoption("islandora_job_modules")
+    if option is not None:
+        return options.get(config, "islandora_job_modules"), "option --islandora-job-modules"
+    if config.getini("islandora_job_modules"):
+        where = f" in {config.inipath}" if config.inipath else ""
+        return options.get(config, "islandora_job_modules"), f"ini islandora_job_modules{where}"
+    return list(settings().modules), f"environment variable {ENV_MODULES}"
+
+
+def _registry_problem(config: pytest.Config, error: RegistryError) -> str:
+    """Why the run's job modules cannot be loaded, checked once per run (at the first
+    failure, when the test's sys.path is in place), naming where the setting came from;
+    the error itself when the run's modules load (a factory gave its own)."""
+    if _REGISTRY_CHECK not in config.stash:
+        modules, source = _modules_source(config)
+        try:
+            load_registry(modules, found_by=source)
+            config.stash[_REGISTRY_CHECK] = ""
+        except RegistryError as exc:
+            config.stash[_REGISTRY_CHECK] = str(exc)
+    return config.stash[_REGISTRY_CHECK] or str(error)
+
+
+class ModuleProblems:
+    """Says once per run, at its end, why tests could not load their job modules."""
+
+    def __init__(self) -> None:
+        self.problems: dict[str, None] = {}  # in the order first seen
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Collect the reasons tests carry (those of xdist workers too)."""
+        for key, value in report.user_properties:
+            if key == REGISTRY_PROBLEM and isinstance(value, str):
+                self.problems[value] = None
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """One paragraph per reason: the module, where the setting came from, the fix."""
+        if self.problems:
+            terminalreporter.section("islandora-job: job modules", sep="-", yellow=True)
+            for problem in self.problems:
+                terminalreporter.write_line(textwrap.fill(problem, width=100))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A failing test carries the tail of every gearmand and worker log it used."""
     report = yield
-    if report.failed:
+    if call.excinfo is not None and call.excinfo.errisinstance(RegistryError):
+        assert isinstance(call.excinfo.value, RegistryError)
+        problem = _registry_problem(item.config, call.excinfo.value)
+        report.user_properties.append((REGISTRY_PROBLEM, problem))
+        # One line per test; the paragraph, once, ends the run.
+        report.longrepr = (
+            f"{problem.split(': ', 1)[0]}: see 'islandora-job: job modules' at the end of the run"
+        )
+    elif report.failed:
         for title, path in _logs_of(item):
             report.sections.append((title, tail(path, LOG_LINES)))
     if call.when == "teardown":

@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -98,11 +99,20 @@ def running() -> set[int]:
     return set(_children)
 
 
-def stop_all(keep: set[int] | frozenset[int] = frozenset()) -> None:
-    """End every child this process started and has not stopped yet, but those in keep."""
-    for pid, proc in list(_children.items()):
-        if pid not in keep:
-            stop(proc, grace=2.0)
+def stop_all(keep: set[int] | frozenset[int] = frozenset(), grace: float = 2.0) -> None:
+    """End every child this process started and has not stopped yet, but those in keep:
+    all are sent SIGTERM at once and share one grace period before SIGKILL, so ending many
+    takes `grace` seconds at most, not `grace` per child."""
+    ending = [proc for pid, proc in list(_children.items()) if pid not in keep]
+    for proc in ending:
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in ending:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.0, deadline - time.monotonic()))
+    for proc in ending:
+        kill(proc)
 
 
 def tagged_processes() -> list[psutil.Process]:

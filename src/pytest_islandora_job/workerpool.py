@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import weakref
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import islandora_job
@@ -46,6 +48,7 @@ class WorkerPool:
         self.temp_dir = settings.temp_dir
         self.pidfiles: list[str] = []
         self._numbers = itertools.count()
+        _pools.add(self)
 
     def start(self, count: int = 1) -> list[str]:
         """Start count more workers; returns their pidfile names once each is registered.
@@ -65,13 +68,18 @@ class WorkerPool:
             started.append(name)
         return started
 
-    def stop(self) -> int:
-        """Stop every worker this pool started; returns how many were running."""
-        stopped = sum(
-            1 for name in self.pidfiles if islandora_job.stop_worker(name, settings=self.settings)
-        )
-        self.pidfiles.clear()
-        return stopped
+    def stop(self, grace: float = 10.0) -> int:
+        """Stop every worker this pool started, all at once (each gets `grace` seconds to
+        finish its job in hand before SIGKILL, in parallel); returns how many were running."""
+        names, self.pidfiles = self.pidfiles, []
+        if not names:
+            return 0
+
+        def stop_one(name: str) -> bool:
+            return islandora_job.stop_worker(name, grace=grace, settings=self.settings)
+
+        with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="stop-worker") as ex:
+            return sum(ex.map(stop_one, names))
 
     @property
     def log_paths(self) -> list[Path]:
@@ -80,3 +88,19 @@ class WorkerPool:
 
     def __len__(self) -> int:
         return len(self.pidfiles)
+
+
+# Every pool of this process, so that Ctrl-C can stop them all at once.
+_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+def live_pools() -> list[WorkerPool]:
+    """The pools of this process that still have workers."""
+    return [pool for pool in list(_pools) if pool.pidfiles]
+
+
+def stop_pools(pools: Sequence[WorkerPool], grace: float) -> None:
+    """Stop the workers of every pool at once, each with `grace` seconds before SIGKILL."""
+    if pools:
+        with ThreadPoolExecutor(max_workers=len(pools), thread_name_prefix="stop-pool") as ex:
+            list(ex.map(lambda pool: pool.stop(grace), pools))

@@ -51,13 +51,17 @@ def php_jobs(original_worker: StartOriginal) -> None:
 def test_text_results_are_the_echoed_text_exactly(
     gearman_server: GearmanServer, php_jobs: None, job: str, args: list[object], expected: str
 ) -> None:
-    with islandora_job.JobClient([gearman_server.address], results="text") as client:
+    with islandora_job.JobClient(
+        [gearman_server.address], results="text", check_jobs=False
+    ) as client:
         assert client.submit(job, *args, timeout=15) == expected
 
 
 def test_configure_results_text(gearman_server: GearmanServer, php_jobs: None) -> None:
     with islandora_job.configured(servers=[gearman_server.address], results="text"):
-        assert islandora_job.submit("my_module_answer", timeout=15) == "42"
+        assert (
+            islandora_job.JobClient(check_jobs=False).submit("my_module_answer", timeout=15) == "42"
+        )
 
 
 def test_env_results_text(
@@ -65,14 +69,16 @@ def test_env_results_text(
 ) -> None:
     monkeypatch.setenv("ISLANDORA_JOB_RESULTS", "text")
     with islandora_job.configured(servers=[gearman_server.address]):
-        assert islandora_job.submit("my_module_nothing", timeout=15) == ""
+        assert (
+            islandora_job.JobClient(check_jobs=False).submit("my_module_nothing", timeout=15) == ""
+        )
 
 
 def test_json_results_from_the_original_worker_say_how_to_read_them(
     gearman_server: GearmanServer, php_jobs: None
 ) -> None:
     with (
-        islandora_job.JobClient([gearman_server.address]) as client,
+        islandora_job.JobClient([gearman_server.address], check_jobs=False) as client,
         pytest.raises(PayloadError, match="results='text'"),
     ):
         client.submit("my_module_hello_world", "Danny", timeout=15)
@@ -80,7 +86,9 @@ def test_json_results_from_the_original_worker_say_how_to_read_them(
 
 def test_a_failing_php_job_raises_job_failed(gearman_server: GearmanServer, php_jobs: None) -> None:
     with (
-        islandora_job.JobClient([gearman_server.address], results="text") as client,
+        islandora_job.JobClient(
+            [gearman_server.address], results="text", check_jobs=False
+        ) as client,
         pytest.raises(islandora_job.JobFailed, match="my_module_fail"),
     ):
         client.submit("my_module_fail", "boom", timeout=15)
@@ -88,7 +96,9 @@ def test_a_failing_php_job_raises_job_failed(gearman_server: GearmanServer, php_
 
 def test_a_batch_on_the_original_worker(gearman_server: GearmanServer, php_jobs: None) -> None:
     batch = [{"job_name": "my_module_hello_world", "args": [n]} for n in "ABC"]
-    with islandora_job.JobClient([gearman_server.address], results="text") as client:
+    with islandora_job.JobClient(
+        [gearman_server.address], results="text", check_jobs=False
+    ) as client:
         assert client.submit_batch(batch, timeout=15) is True
 
 
@@ -96,10 +106,17 @@ def test_multisite_on_the_original_worker(
     gearman_server: GearmanServer, original_worker: StartOriginal
 ) -> None:
     original_worker(f"{SITE}_my_module_hello_world")
-    with islandora_job.JobClient([gearman_server.address], results="text", site=SITE) as client:
+    with islandora_job.JobClient(
+        [gearman_server.address], results="text", site=SITE, check_jobs=False
+    ) as client:
         assert client.submit("my_module_hello_world", "Danny", timeout=15) == "Hello Danny"
     with islandora_job.configured(servers=[gearman_server.address], site=SITE, results="text"):
-        assert islandora_job.submit("my_module_hello_world", "Site", timeout=15) == "Hello Site"
+        assert (
+            islandora_job.JobClient(check_jobs=False).submit(
+                "my_module_hello_world", "Site", timeout=15
+            )
+            == "Hello Site"
+        )
 
 
 def test_cli_text_and_site(gearman_server: GearmanServer, original_worker: StartOriginal) -> None:
@@ -111,6 +128,7 @@ def test_cli_text_and_site(gearman_server: GearmanServer, original_worker: Start
             "--site",
             SITE,
             "submit",
+            "--unregistered",
             "--text",
             "--timeout",
             "15",
@@ -123,7 +141,7 @@ def test_cli_text_and_site(gearman_server: GearmanServer, original_worker: Start
     )
     assert (done.returncode, done.stdout) == (0, "Hello Danny\n"), done.stderr
     done = subprocess.run(
-        [*base, "submit", "--text", "--timeout", "15", "my_module_answer"],
+        [*base, "submit", "--unregistered", "--text", "--timeout", "15", "my_module_answer"],
         capture_output=True,
         text=True,
         timeout=30,

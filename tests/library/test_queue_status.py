@@ -13,14 +13,15 @@ from pytest_islandora_job import ports
 def test_each_function_is_said_with_its_counts_or_how_to_start_a_worker(
     start, gearman_server
 ) -> None:
-    islandora_job.submit_background("status_nobody", 1)
+    # A function no worker here serves: sent unchecked, as for a worker of another process.
+    islandora_job.JobClient(check_jobs=False).submit_background("status_nobody", 1)
     start()
     assert islandora_job.submit("hello") == "hello world"
     line = queue_status([gearman_server.address], ["hello", "status_nobody", "hello"])
     assert line.split("; ") == [
         f"'hello' on {gearman_server.address}: 0 queued, 0 running, 1 workers",
         f"no worker registered for 'status_nobody' on {gearman_server.address} (1 queued): "
-        "start one (islandora-job start-worker NAME)",
+        "start one (islandora-job start-worker PIDFILE)",
     ]
     every = status_lines([gearman_server.address])
     assert f"'hello' on {gearman_server.address}: 0 queued, 0 running, 1 workers" in every

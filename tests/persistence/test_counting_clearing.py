@@ -22,7 +22,7 @@ JOBS = {"count_a": 3, "count_b": 2}
 
 def queue_jobs(address: str) -> None:
     clear([address])
-    with islandora_job.JobClient(servers=[address]) as client:
+    with islandora_job.JobClient(servers=[address], check_jobs=False) as client:
         for function, count in JOBS.items():
             for i in range(count):
                 client.submit_background(function, i)
@@ -126,7 +126,8 @@ def test_cli_status_from_table_reports_a_missing_table_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     empty = tmp_path / "empty.db"
-    assert cli.main(["status", "--from-table", f"sqlite://{empty}"]) == 1
+    empty.touch()
+    assert cli.main(["status", "--from-table", f"sqlite:///{empty}"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("islandora-job: error: cannot read table gearman_queue at sqlite://")
     assert err.count("\n") == 1

@@ -15,7 +15,8 @@ from islandora_job.dsn import DSN, DSNError, parse_dsn
         ("mysql://127.0.0.1", DSN("mysql", "127.0.0.1", 3306, "root", None, "")),
         ("postgresql://u@h:5433/q", DSN("postgres", "h", 5433, "u", None, "q")),
         ("postgres://u:a%40b%3Ac@[::1]/q", DSN("postgres", "::1", 5432, "u", "a@b:c", "q")),
-        ("sqlite:///tmp/queue.db", DSN("sqlite", database="/tmp/queue.db")),
+        ("sqlite:///queue.db", DSN("sqlite", database="queue.db")),
+        ("sqlite:////tmp/queue.db", DSN("sqlite", database="/tmp/queue.db")),
     ],
 )
 def test_parse(text: str, expected: DSN) -> None:

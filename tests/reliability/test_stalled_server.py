@@ -25,18 +25,12 @@ from islandora_job.gearman.worker import GearmanWorker, WorkerJob
 from pytest_islandora_job import factories
 from pytest_islandora_job.servers import GearmanServer
 from pytest_islandora_job.workerpool import WorkerPool, pool_settings
+from tests.helpers import wait_until
 
 # Larger than what a fresh loopback connection buffers between the two processes.
 RESULT = 12 << 20
 stalled_gearman = factories.gearman_server(scope="function")
 other_gearman = factories.gearman_server(scope="function")
-
-
-def _wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
-        time.sleep(0.01)
 
 
 def _running(server: GearmanServer, function: str) -> int:
@@ -65,9 +59,10 @@ def stop_later(stalled_gearman: GearmanServer) -> Iterator[Callable[[], None]]:
 def _stall_on_a_large_result(server: GearmanServer, stop: Callable[[], None]) -> None:
     """Queue a job whose 12 MiB result comes 0.3 s after it starts; once a worker runs it,
     stop the server, so the result has nowhere to go."""
-    with JobClient(servers=[server.address]) as client:
+    # "big" is a job of tests.reliability.jobs, which the workers here serve.
+    with JobClient(servers=[server.address], check_jobs=False) as client:
         client.submit_background("big", RESULT, 0.3)
-    _wait_for(lambda: _running(server, "big") == 1, "the large job starting")
+    wait_until(lambda: _running(server, "big") == 1, what="the large job starting")
     stop()
     time.sleep(0.6)  # the handler returned: the worker now sends its result
 
@@ -118,14 +113,15 @@ def test_a_server_that_takes_nothing_is_dropped_and_reconnected(
     thread = threading.Thread(target=worker.work, daemon=True)
     thread.start()
     try:
-        _wait_for(lambda: len(worker.registered_on()) == 2, "the worker registering on both")
+        wait_until(lambda: len(worker.registered_on()) == 2, what="the worker registering on both")
         with GearmanClient([stalled_gearman.address]) as client:
             client.submit_background("big", b"")
-        _wait_for(lambda: _running(stalled_gearman, "big") == 1, "the large job starting")
+        wait_until(lambda: _running(stalled_gearman, "big") == 1, what="the large job starting")
         stop_later()
         # Past the write deadline the stalled server is dropped: it is no longer "registered".
-        _wait_for(
-            lambda: worker.registered_on() == [other_gearman.address], "the stalled server dropped"
+        wait_until(
+            lambda: worker.registered_on() == [other_gearman.address],
+            what="the stalled server dropped",
         )
         with GearmanClient([other_gearman.address]) as client:
             assert client.submit("echo", b"still served", timeout=3.0).data == b"still served"
@@ -161,10 +157,10 @@ def test_progress_packets_to_a_stopped_server_stay_bounded(
     thread = threading.Thread(target=worker.work, daemon=True)
     thread.start()
     try:
-        _wait_for(lambda: worker.registered_on() != [], "the worker registering")
+        wait_until(lambda: worker.registered_on() != [], what="the worker registering")
         with GearmanClient([stalled_gearman.address]) as client:
             client.submit_background("stream", b"")
-        _wait_for(lambda: bool(outcome), "the handler learning the server is gone")
+        wait_until(lambda: bool(outcome), what="the handler learning the server is gone")
     finally:
         worker.request_stop()
         thread.join(5.0)

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 
 import psutil
@@ -20,19 +19,13 @@ from islandora_job.gearman.client import Priority
 from islandora_job.server import VERSION
 from pytest_islandora_job import ports
 from pytest_islandora_job.servers.embedded import EmbeddedGearmanServer
+from tests.helpers import wait_until
 
 GEARMAN = shutil.which("gearman")
 GEARADMIN = shutil.which("gearadmin")
 needs_c_tools = pytest.mark.skipif(
     GEARMAN is None or GEARADMIN is None, reason="the C gearman tools are not installed"
 )
-
-
-def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
+import threading
+import time
 from collections.abc import Iterable
+
+import psutil
 
 from islandora_job import config, payload
 from islandora_job.config import Settings
@@ -16,6 +21,41 @@ from islandora_job.workers.identity import client_id, holding_pidfile
 from islandora_job.workers.jobs import handler, select_jobs
 
 log = logging.getLogger(__name__)
+
+#: The PID of the process whose end ends this worker (set by the pytest plugin for the
+#: workers of a run; unset, a worker is detached and runs until told to stop).
+ENV_WATCH_PID = "ISLANDORA_JOB_WATCH_PID"
+# Seconds the job in hand gets once the watched process is gone: nobody waits for its result.
+_WATCH_GRACE = 2.0
+
+
+def _watch(worker: GearmanWorker, pid: int) -> None:
+    """Stop the worker when process `pid` ends; exit outright if its job then lingers."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        fd = -1  # gone already
+    except OSError:
+        fd = -2  # no pidfd here: poll
+    if fd >= 0:
+        select.select([fd], [], [])
+        os.close(fd)
+    while fd == -2 and psutil.pid_exists(pid):
+        time.sleep(0.5)
+    log.warning("worker %d stopping: process %d, which started it, is gone", os.getpid(), pid)
+    worker.request_stop()
+    time.sleep(_WATCH_GRACE)
+    os._exit(1)
+
+
+def _watch_starter(worker: GearmanWorker) -> None:
+    """Watch the process ENV_WATCH_PID names, if any, in a daemon thread."""
+    text = os.environ.get(ENV_WATCH_PID, "")
+    if not text.isdigit():
+        if text:
+            log.warning("ignoring %s=%r: not a PID", ENV_WATCH_PID, text)
+        return
+    threading.Thread(target=_watch, args=(worker, int(text)), daemon=True, name="watch").start()
 
 
 def run_worker(
@@ -31,7 +71,8 @@ def run_worker(
     settings in force when None); pidfile is a bare name (in the temp dir) or an absolute
     path, written with this PID and removed at exit if it still names it. Raises UnknownJob
     for an `only` name nobody registered, RegistryError when there are no jobs,
-    WorkerRunning when the pidfile names another live worker.
+    WorkerRunning when the pidfile names another live worker. When ISLANDORA_JOB_WATCH_PID
+    names a process, the worker stops when that process ends.
     """
     resolved = config.settings() if settings is None else settings
     registry = load_registry(resolved.modules)
@@ -50,6 +91,7 @@ def run_worker(
         worker.register(ping_function(os.getpid(), resolved.site), ping_handler(names))
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: worker.request_stop())
+        _watch_starter(worker)
         log.info(
             "worker %d serving %s on %s", os.getpid(), ", ".join(names), ", ".join(resolved.servers)
         )

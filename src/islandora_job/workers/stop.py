@@ -18,9 +18,9 @@ from islandora_job.workers.identity import our_worker
 from islandora_job.workers.pidfiles import (
     PidfileError,
     locked,
-    pidfile_path,
     read_pidfile_entry,
     remove_pidfile,
+    resolve_pidfile,
 )
 
 log = logging.getLogger(__name__)
@@ -65,18 +65,19 @@ def _kill(process: psutil.Process) -> None:
 
 def stop_worker(pidfile: str, *, grace: float = 10.0, settings: Settings | None = None) -> bool:
     """Stop the worker a pidfile (a bare name in the temp dir of `settings`, the settings in
-    force when None) names: SIGTERM, wait up to `grace` seconds for the job in hand to
-    finish, then SIGKILL; remove the pidfile; True.
+    force when None, or an absolute path, as `islandora-job worker --pidfile` takes) names:
+    SIGTERM, wait up to `grace` seconds for the job in hand to finish, then SIGKILL; remove
+    the pidfile; True.
 
     Returns False, signalling nothing, when there is no pidfile, when it names no live
     worker of this pidfile (a reused PID, an unrelated process) or holds no PID; the reason
     is logged; a process of another user is never signalled. Waits up to `grace` seconds
-    for the pidfile's lock. Raises ValueError for a name that is not a bare file name,
+    for the pidfile's lock. Raises ValueError for a relative path that is not a bare file name,
     LockTimeout when the lock stays held longer, PidfileError when the lock file is a link,
     a FIFO or another user's file (such a pidfile is logged and left: False).
     """
     resolved = config.settings() if settings is None else settings
-    path = pidfile_path(pidfile, settings=resolved)
+    path = resolve_pidfile(pidfile, resolved)
     if not os.path.lexists(path):
         log.info("no pidfile %s: no worker to stop", path)
         return False
