@@ -15,6 +15,7 @@ import pytest
 
 from islandora_job.api import checking_jobs, refusing_default_servers
 from islandora_job.config import ENV_MODULES, layered, settings
+from islandora_job.gearman.client import ServerError
 from islandora_job.registry import RegistryError, load_registry
 from islandora_job.workers.runtime import ENV_WATCH_PID
 from pytest_islandora_job import config as options
@@ -228,6 +229,25 @@ class ModuleProblems:
                 terminalreporter.write_line(textwrap.fill(problem, width=100))
 
 
+QUEUE_ERROR_HINT = (
+    "gearmand answered QUEUE_ERROR: its persistent queue could not store the job. The "
+    "queue's disk may be full, or its database down (gearmand's PostgreSQL queue never "
+    "reconnects: restart gearmand after its database). A refused job may have been stored "
+    "anyway, and jobs finished meanwhile may run again: see the README's reliability section."
+)
+
+
+def _persistent_queue_error(item: pytest.Item, error: BaseException) -> bool:
+    """True for gearmand's QUEUE_ERROR in a test that uses a server with a persistent queue."""
+    if not (isinstance(error, ServerError) and error.code == "QUEUE_ERROR"):
+        return False
+    for value in getattr(item, "funcargs", {}).values():
+        servers = value if isinstance(value, GearmanCluster) else [value]
+        if any(isinstance(s, GearmanServer) and s.database is not None for s in servers):
+            return True
+    return False
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -245,6 +265,8 @@ def pytest_runtest_makereport(
     elif report.failed:
         for title, path in _logs_of(item):
             report.sections.append((title, tail(path, LOG_LINES)))
+        if call.excinfo is not None and _persistent_queue_error(item, call.excinfo.value):
+            report.sections.append(("islandora-job: QUEUE_ERROR", QUEUE_ERROR_HINT))
     if call.when == "teardown":
         for described in item.stash.get(LEFTOVERS, []):
             report.sections.append(("islandora-job leftovers", described))

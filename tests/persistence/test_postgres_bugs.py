@@ -95,3 +95,28 @@ def test_mysql_queue_reconnects_after_the_database_restarts(mysql_server: Gearma
         client.submit_background("count_a", b"after")
     assert server.persisted_counts() == {"count_a": 1}
     assert clear([server.address]) == 1
+
+
+def test_a_queue_error_on_a_persistent_server_says_the_disk_may_be_full(
+    pytester: pytest.Pytester,
+) -> None:
+    # gearmand's PostgreSQL queue answers QUEUE_ERROR once its database is gone: the failing
+    # test's report then says what that may mean.
+    pytester.makepyfile(
+        test_inner="""
+from islandora_job.gearman.client import GearmanClient
+
+
+def test_submit(persistent_gearman_server):
+    persistent_gearman_server.database.instance.stop()
+    with GearmanClient([persistent_gearman_server.address]) as client:
+        client.submit_background("count_a", b"x")
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-o", "gearman_queues=postgres"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*islandora-job: QUEUE_ERROR*", "*The queue's disk may be full, or its database down*"]
+    )
