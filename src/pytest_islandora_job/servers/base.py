@@ -37,6 +37,20 @@ class GearmanServer(abc.ABC):
         self.database = database
         self.queue = settings.queue
         self._version: str | None = None
+        self._database_started = False
+
+    def _start_database(self) -> None:
+        """Start the queue database, once, before gearmand first starts (a restart of
+        gearmand keeps it running)."""
+        if self.database is not None and not self._database_started:
+            self.database.start()
+            self._database_started = True
+
+    def _stop_database(self) -> None:
+        """Stop the queue database if this server started it."""
+        if self.database is not None and self._database_started:
+            self.database.stop()
+            self._database_started = False
 
     @property
     def address(self) -> str:

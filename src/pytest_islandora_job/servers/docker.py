@@ -52,7 +52,6 @@ class DockerGearmanServer(GearmanServer):
         self._container: DockerContainer | None = None
         self._local = True
         self._logs = containers.LogFollower(self.log_path)
-        self._database_started = False
 
     @property
     def container_id(self) -> str | None:
@@ -100,9 +99,7 @@ class DockerGearmanServer(GearmanServer):
             return
         engine = client()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.database is not None and not self._database_started:
-            self.database.start()
-            self._database_started = True
+        self._start_database()
         self._version = None
         if self._container is None:
             container = self._create(engine)
@@ -166,9 +163,7 @@ class DockerGearmanServer(GearmanServer):
         if container is not None:
             containers.remove_container(container)
         self._logs.join()
-        if self.database is not None and self._database_started:
-            self.database.stop()
-            self._database_started = False
+        self._stop_database()
         if self._claimed is not None:
             ports.release(self._claimed)
             self._claimed = None

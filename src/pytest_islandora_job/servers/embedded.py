@@ -167,9 +167,7 @@ class EmbeddedGearmanServer(ProcessGearmanServer):
         if self.pid is not None:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.database is not None and not self._database_started:
-            self.database.start()
-            self._database_started = True
+        self._start_database()
         self._version = None
         child = self._child = _fork(self.arguments(), self.log_file)
         try:

@@ -87,7 +87,6 @@ class ProcessGearmanServer(GearmanServer):
         self._started = False
         self.log_path: Path = workdir / "gearmand.log"
         self._proc: subprocess.Popen[bytes] | None = None
-        self._database_started = False
 
     @property
     def pid(self) -> int | None:
@@ -131,9 +130,7 @@ class ProcessGearmanServer(GearmanServer):
         if self.pid is not None:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.database is not None and not self._database_started:
-            self.database.start()
-            self._database_started = True
+        self._start_database()
         movable = self._claimed and not self._started
         for attempt in range(PORT_ATTEMPTS):
             try:
@@ -181,8 +178,6 @@ class ProcessGearmanServer(GearmanServer):
     def close(self) -> None:
         """Stop gearmand, drop its queue database and give its port back."""
         self.stop()
-        if self.database is not None and self._database_started:
-            self.database.stop()
-            self._database_started = False
+        self._stop_database()
         if self._claimed:
             ports.release(self.port)
