@@ -52,7 +52,8 @@ def test_the_queue_database_sits_beside_gearmand(
     """The crash test itself runs on both backends: tests/persistence/test_crash_recovery.py."""
     server = docker_server(queue)
     check_placement(server, docker_engine)
-    with islandora_job.JobClient(servers=[server.address]) as client:
+    # Queued only, for the table: no worker here, and this factory sets no job modules.
+    with islandora_job.JobClient(servers=[server.address], check_jobs=False) as client:
         client.submit_background("append", "/nonexistent", "0")
     assert server.persisted_counts() == {"append": 1}
 
@@ -77,7 +78,8 @@ def test_the_database_container_restarts_with_its_data_on_the_same_port(
     queue: str, docker_server: Factory, tmp_path: Path
 ) -> None:
     server = docker_server(queue)
-    with islandora_job.JobClient(servers=[server.address]) as client:
+    # Queued only, for the table: no worker here, and this factory sets no job modules.
+    with islandora_job.JobClient(servers=[server.address], check_jobs=False) as client:
         for number in range(3):
             client.submit_background("append", str(tmp_path / "ran.txt"), str(number))
     db = server.database.instance
