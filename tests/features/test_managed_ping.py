@@ -60,8 +60,10 @@ def test_workers_start_count_and_stop_all(managed: Path, capsys) -> None:
     assert run(capsys, "submit", "add", "2", "2")[:2] == (0, "4\n")
     # One more takes the next free number; a dead worker's number is reused.
     pid = int((managed / "managed-worker-1.pid").read_text())
-    psutil.Process(pid).kill()
-    psutil.Process(pid).wait(5)
+    # One Process object: the worker may be reaped the moment it dies.
+    worker = psutil.Process(pid)
+    worker.kill()
+    worker.wait(5)
     assert run(capsys, "workers", "count") == (0, "1\n", "")
     assert run(capsys, "workers", "start", "2")[0] == 0
     assert sorted(p.name for p in managed.glob("*.pid")) == [
