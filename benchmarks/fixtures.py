@@ -74,12 +74,14 @@ def _poll_version(address: str, start: float, exited: Callable[[], int | None], 
             time.sleep(0.001)
 
 
-def exec_to_ready(argv: list[str], address: str, log: Path) -> float:
+def exec_to_ready(
+    argv: list[str], address: str, log: Path, env: dict[str, str] | None = None
+) -> float:
     """Seconds from exec to gearmand answering admin `version`; the child is stopped after."""
     with log.open("ab") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=env
         )
     try:
         _poll_version(address, start, proc.poll, log)
@@ -155,8 +157,12 @@ def server_start(backend: str, queue: str, runs: int) -> list[Row]:
                 log = where / f"bare{i}.log"
                 if backend == "process":
                     argv = server.command()
+                    # The environment that points gearmand at its database's private socket.
+                    env = None
+                    if server.database is not None:
+                        env = {**os.environ, **server.database.gearmand_env()}
                     server.stop()  # gearmand only: the queue database stays up for the bare run
-                    bare_elapsed: float | None = exec_to_ready(argv, server.address, log)
+                    bare_elapsed: float | None = exec_to_ready(argv, server.address, log, env)
                 elif queue == "builtin":
                     server.stop()
                     bare_elapsed = docker_run_to_ready(server, log)
