@@ -6,6 +6,8 @@ import time
 import uuid
 from collections.abc import Callable
 
+import psutil
+
 from islandora_job.gearman.admin import FunctionStatus, GearmanAdmin
 
 
@@ -35,3 +37,13 @@ def function_status(address: str, function: str) -> FunctionStatus:
 def queued(address: str, function: str) -> int:
     """Jobs of `function` at `address` not finished yet (running ones included)."""
     return function_status(address, function).queued
+
+
+def connections_to(port: int) -> set[int]:
+    """Local ports of this process's established connections to `port` (other tests'
+    clients included: compare a set taken before with one taken after)."""
+    return {
+        c.laddr.port
+        for c in psutil.Process().net_connections("tcp")
+        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    }

@@ -90,8 +90,9 @@ class AsyncJobClient:
     """Submits jobs from asyncio code; an async context manager (or call `aclose()`).
 
     Takes the settings as `JobClient` does (`settings`, else those in force when it is
-    made; `servers`, `max_payload`, `results`, `site` override them) and decodes results
-    and failures as it does. It connects on first use to the first server of its list that
+    made; `servers`, `max_payload`, `results`, `site` override them), refuses unknown job
+    names (``check_jobs``) and waits the settings' default timeout as it does, and decodes
+    results and failures as it does. It connects on first use to the first server of its list that
     accepts, and keeps that one connection for every call: any number of calls may be in
     flight at once (`asyncio.gather`). When the connection is lost, the calls waiting on
     it raise ServerUnavailable and the next call connects again. ``connect_timeout`` bounds
@@ -109,10 +110,11 @@ class AsyncJobClient:
         max_payload: int | None = None,
         results: str | None = None,
         site: str | None = None,
+        check_jobs: bool | None = None,
     ) -> None:
         """Bind to servers ("host:port" list or comma-separated string); ValueError if a
         setting is malformed. Nothing is connected yet."""
-        self._codec = JobCodec.bound(settings, servers, max_payload, results, site)
+        self._codec = JobCodec.bound(settings, servers, max_payload, results, site, check_jobs)
         self.settings = self._codec.settings
         self.servers = self.settings.servers
         self.connect_timeout = connect_timeout
@@ -330,6 +332,9 @@ class AsyncJobClient:
         on_end: Callable[[int, JobResult], None] | None = None,
         on_progress: Callable[[int, int, int], None] | None = None,
     ) -> list[JobResult]:
+        for entry in entries:
+            self._codec.check(entry.job_name)
+        given, timeout = timeout, self._codec.timeout(timeout)
         jobs = [
             Job(
                 self._codec.function(e.job_name),
@@ -358,7 +363,7 @@ class AsyncJobClient:
                     on_end(position, event.result)
         except asyncio.TimeoutError:
             names = [e.job_name for e in entries]
-            raise await asyncio.to_thread(self._codec.timed_out, names, timeout) from None
+            raise await asyncio.to_thread(self._codec.timed_out, names, timeout, given) from None
         finally:
             # Cancelled, timed out or failed: nothing of these jobs stays on the connection.
             self._forget(link, positions)
@@ -396,6 +401,7 @@ class AsyncJobClient:
         of the same name and ``unique`` id gives its handle). ``timeout`` bounds the wait
         for gearmand's acknowledgement (default ``ack_timeout``): TimeoutError, and the
         connection is closed, when it runs out."""
+        self._codec.check(job_name)
         job = Job(
             self._codec.function(job_name),
             self._codec.encode(job_name, args),

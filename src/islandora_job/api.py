@@ -189,13 +189,52 @@ def batch_succeeded(outcomes: Iterable[object]) -> bool:
     return ok
 
 
-@dataclasses.dataclass(frozen=True)
+class _AnyName:
+    """The job names of a client that does not check them: every name."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+# Set while every client that is not told otherwise checks job names (see `checking_jobs`).
+_always_check: list[object] = []
+
+
+@contextlib.contextmanager
+def checking_jobs() -> Iterator[None]:
+    """While the with block runs, clients made with check_jobs=None check job names even
+    when no job module is configured or installed (an empty registry refuses every name).
+    A test harness uses this: there, a name nobody registered is a mistake."""
+    token = object()
+    _always_check.append(token)
+    try:
+        yield
+    finally:
+        _always_check.remove(token)
+
+
+# What a client says of a name it does not know, and how to send it anyway.
+_UNCHECKED = (
+    "to submit to a worker this process does not know (another language or deployment), "
+    "use JobClient(check_jobs=False) or islandora-job submit --unregistered"
+)
+
+
+@dataclasses.dataclass
 class JobCodec:
     """What a client bound to ``settings`` sends and how it reads the answers: payloads,
-    Gearman function names (with the site prefix), results (JSON or text) and failures.
-    Shared by `JobClient` and `islandora_job.aio.AsyncJobClient`."""
+    Gearman function names (with the site prefix), results (JSON or text) and failures,
+    which job names it refuses (``check_jobs``: True, False, or None to check when job
+    modules are configured or installed, or under `checking_jobs()`) and how long a
+    foreground call waits by default. Shared by `JobClient` and
+    `islandora_job.aio.AsyncJobClient`."""
 
     settings: Settings
+    check_jobs: bool | None = None
+    # The names accepted, loaded at the first check (submits are a hot path).
+    _jobs: frozenset[str] | _AnyName | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def bound(
@@ -205,6 +244,7 @@ class JobCodec:
         max_payload: int | None = None,
         results: str | None = None,
         site: str | None = None,
+        check_jobs: bool | None = None,
     ) -> JobCodec:
         """``settings`` (else those in force, resolved once) with the given ones overriding
         theirs; ValueError if a setting is malformed."""
@@ -219,7 +259,31 @@ class JobCodec:
                 results=resolved.results if results is None else parse_results(results),
                 site=resolved.site if site is None else parse_site(site) or None,
             )
-        return cls(resolved)
+        return cls(resolved, check_jobs)
+
+    def _registered(self) -> frozenset[str] | _AnyName:
+        """The names accepted, loaded once; RegistryError when a job module cannot be
+        imported."""
+        if self._jobs is None:
+            check = self.check_jobs
+            if check is None:
+                check = bool(_always_check) or jobs_declared(self.settings.modules)
+            self._jobs = (
+                frozenset(load_registry(self.settings.modules).jobs) if check else _AnyName()
+            )
+        return self._jobs
+
+    def check(self, job_name: str) -> None:
+        """UnknownJob, naming the closest registered names, for a name the registry lacks."""
+        jobs = self._registered()
+        if job_name not in jobs:
+            assert isinstance(jobs, frozenset)  # _AnyName holds every name
+            payload.check_job_name(job_name)  # a malformed name is told so first
+            raise UnknownJob(job_name, jobs, _UNCHECKED)
+
+    def timeout(self, given: float | None) -> float | None:
+        """The seconds a foreground call waits: those given, else the settings' default."""
+        return self.settings.default_timeout if given is None else given
 
     @property
     def max_reply(self) -> int:
@@ -260,17 +324,16 @@ class JobCodec:
         self,
         job_names: Iterable[str],
         timeout: float | None,
-        *,
-        defaulted: bool = False,
-        registered: frozenset[str] | None = None,
+        given: float | None,
     ) -> JobTimeout:
-        """The JobTimeout for these jobs, with what the servers say of their functions
+        """The JobTimeout for these jobs after ``timeout`` seconds (``given``: what the caller
+        passed, None when the default applied), with what the servers say of their functions
         (asked within a fraction of a second, even when a server hangs) and, for a function
-        no worker serves, what to do. ``defaulted``: the timeout was the default one, not
-        the caller's; ``registered``: the job names this process knows (loaded when None)."""
+        no worker serves, what to do."""
         names = list(dict.fromkeys(job_names))
-        jobs = registered
+        jobs = self._jobs if isinstance(self._jobs, frozenset) else None
         if jobs is None:
+            # Not checked before sending: what this process registers still tells the reader.
             try:
                 jobs = frozenset(load_registry(self.settings.modules).jobs)
             except RegistryError:
@@ -291,43 +354,12 @@ class JobCodec:
         status = queue_status(
             self.settings.servers, list(hints), timeout=_STATUS_BUDGET, hints=hints
         )
-        if defaulted and timeout is not None:
+        if given is None and timeout is not None:
             status += (
                 f" (the default timeout, from {config.ENV_TIMEOUT} or the plugin's ini "
                 "gearman_job_timeout; pass timeout= to wait longer)"
             )
         return JobTimeout(", ".join(names), timeout, status)
-
-
-class _AnyName:
-    """The job names of a client that does not check them: every name."""
-
-    def __contains__(self, name: object) -> bool:
-        return True
-
-
-# Set while every client that is not told otherwise checks job names (see `checking_jobs`).
-_always_check: list[object] = []
-
-
-@contextlib.contextmanager
-def checking_jobs() -> Iterator[None]:
-    """While the with block runs, clients made with check_jobs=None check job names even
-    when no job module is configured or installed (an empty registry refuses every name).
-    A test harness uses this: there, a name nobody registered is a mistake."""
-    token = object()
-    _always_check.append(token)
-    try:
-        yield
-    finally:
-        _always_check.remove(token)
-
-
-# What a client says of a name it does not know, and how to send it anyway.
-_UNCHECKED = (
-    "to submit to a worker this process does not know (another language or deployment), "
-    "use JobClient(check_jobs=False) or islandora-job submit --unregistered"
-)
 
 
 class JobClient:
@@ -361,16 +393,13 @@ class JobClient:
     ) -> None:
         """Bind to servers ("host:port" list or comma-separated string); ValueError if a
         setting is malformed."""
-        self._codec = JobCodec.bound(settings, servers, max_payload, results, site)
+        self._codec = JobCodec.bound(settings, servers, max_payload, results, site, check_jobs)
         resolved = self._codec.settings
         self.settings = resolved
         self.servers = resolved.servers
         self.max_payload = resolved.max_payload
         self.results = resolved.results
         self.site = resolved.site
-        self.check_jobs = check_jobs
-        # The registered job names, loaded at the first submit (submits are a hot path).
-        self._jobs: frozenset[str] | _AnyName | None = None
         # Connects on first use; it drops a connection whose server is lost, and remembers
         # which servers hung and which created each background handle.
         self._gearman = GearmanClient(
@@ -395,40 +424,6 @@ class JobClient:
         """Close the connections; the next call opens new ones."""
         self._gearman.close()
 
-    def _registered(self) -> frozenset[str] | _AnyName:
-        """The names this client accepts, loaded once; RegistryError when a job module
-        cannot be imported."""
-        if self._jobs is None:
-            check = self.check_jobs
-            if check is None:
-                check = bool(_always_check) or jobs_declared(self.settings.modules)
-            self._jobs = (
-                frozenset(load_registry(self.settings.modules).jobs) if check else _AnyName()
-            )
-        return self._jobs
-
-    def _check(self, job_name: str) -> None:
-        """UnknownJob, naming the closest registered names, for a name the registry lacks."""
-        jobs = self._jobs if self._jobs is not None else self._registered()
-        if job_name not in jobs:
-            assert isinstance(jobs, frozenset)  # _AnyName holds every name
-            payload.check_job_name(job_name)  # a malformed name is told so first
-            raise UnknownJob(job_name, jobs, _UNCHECKED)
-
-    def _timeout(self, timeout: float | None) -> float | None:
-        return self.settings.default_timeout if timeout is None else timeout
-
-    def _timed_out(
-        self, job_names: Iterable[str], timeout: float | None, given: float | None
-    ) -> JobTimeout:
-        jobs = self._jobs
-        return self._codec.timed_out(
-            job_names,
-            timeout,
-            defaulted=given is None,
-            registered=jobs if isinstance(jobs, frozenset) else None,
-        )
-
     def submit(
         self,
         job_name: str,
@@ -451,9 +446,9 @@ class JobClient:
         PayloadError for an oversized payload or a result that is not JSON,
         ServerUnavailable when no server can be reached.
         """
-        self._check(job_name)
+        self._codec.check(job_name)
         data = self._codec.encode(job_name, args)
-        seconds = self._timeout(timeout)
+        seconds = self._codec.timeout(timeout)
         try:
             result = self._gearman.submit(
                 self._codec.function(job_name),
@@ -464,7 +459,7 @@ class JobClient:
                 on_progress=on_progress,
             )
         except GearmanTimeout:
-            raise self._timed_out([job_name], seconds, timeout) from None
+            raise self._codec.timed_out([job_name], seconds, timeout) from None
         return self._codec.decode(job_name, result)
 
     def submit_background(
@@ -478,7 +473,7 @@ class JobClient:
         arguments that cannot be sent, ValueError for a bad priority and ServerUnavailable
         when no server can be reached.
         """
-        self._check(job_name)
+        self._codec.check(job_name)
         data = self._codec.encode(job_name, args)
         return self._gearman.submit_background(
             self._codec.function(job_name),
@@ -506,7 +501,7 @@ class JobClient:
         if not entries:
             return []
         for entry in entries:
-            self._check(entry.job_name)
+            self._codec.check(entry.job_name)
         jobs = [
             Job(e.job_name, self._codec.encode(e.job_name, e.args), e.unique, e.priority)
             for e in entries
@@ -519,7 +514,7 @@ class JobClient:
             if on_complete is not None:
                 on_complete(index, outcome)
 
-        seconds = self._timeout(timeout)
+        seconds = self._codec.timeout(timeout)
         try:
             self._gearman.submit_many(
                 [job._replace(function=self._codec.function(job.function)) for job in jobs],
@@ -527,7 +522,7 @@ class JobClient:
                 on_end=ended,
             )
         except GearmanTimeout:
-            raise self._timed_out((job.function for job in jobs), seconds, timeout) from None
+            raise self._codec.timed_out((job.function for job in jobs), seconds, timeout) from None
         return [outcomes[index] for index in range(len(jobs))]
 
     def submit_batch(

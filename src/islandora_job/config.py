@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 from islandora_job.gearman.connection import DEFAULT_PORT, parse_address
 from islandora_job.private import private_dir
@@ -33,6 +33,7 @@ DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
 RESULTS = ("json", "text")
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,29 +290,26 @@ def settings_env(resolved: Settings) -> dict[str, str]:
     }
 
 
-@contextlib.contextmanager
-def configured(
-    *,
-    servers: str | Iterable[str] | None = None,
-    temp_dir: str | os.PathLike[str] | None = None,
-    modules: str | Iterable[str] | None = None,
-    max_payload: int | None = None,
-    results: str | None = None,
-    site: str | None = None,
-) -> Iterator[Settings]:
-    """`configure()` for the duration of a with block; yields the settings then in force."""
-    previous = configure(
-        servers=servers,
-        temp_dir=temp_dir,
-        modules=modules,
-        max_payload=max_payload,
-        results=results,
-        site=site,
-    )
-    try:
-        yield settings()
-    finally:
-        restore(previous)
+def _for_a_block(
+    set_settings: Callable[P, Overrides],
+) -> Callable[P, contextlib.AbstractContextManager[Settings]]:
+    """`set_settings` for the duration of a with block, which gets the settings then in
+    force; the same parameters, so the two can never drift apart."""
+
+    @contextlib.contextmanager
+    def scoped(*args: P.args, **kwargs: P.kwargs) -> Iterator[Settings]:
+        previous = set_settings(*args, **kwargs)
+        try:
+            yield settings()
+        finally:
+            restore(previous)
+
+    return scoped
+
+
+configured = _for_a_block(configure)
+configured.__doc__ = """`configure()` for the duration of a with block; yields the settings then
+in force. Raises ValueError (nothing changed) when a value is malformed."""
 
 
 def _overrides_of(

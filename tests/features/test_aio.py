@@ -6,7 +6,6 @@ import asyncio
 import gc
 import time
 
-import psutil
 import pytest
 
 from islandora_job import JobFailed, JobTimeout
@@ -14,24 +13,20 @@ from islandora_job.aio import AsyncJobClient
 from islandora_job.gearman.connection import ServerUnavailable
 from pytest_islandora_job.servers.base import GearmanServer
 from pytest_islandora_job.workerpool import WorkerPool
+from tests.helpers import connections_to
 
 pytestmark = pytest.mark.asyncio
-
-
-def _connections_to(port: int) -> int:
-    return sum(
-        1 for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port
-    )
 
 
 async def test_twenty_submits_in_flight_on_one_connection(
     pool: WorkerPool, gearman_server: GearmanServer
 ) -> None:
     pool.start(2)
+    before = connections_to(gearman_server.port)
     async with AsyncJobClient() as client:
         results = await asyncio.gather(*(client.submit("add", n, 1, timeout=20) for n in range(20)))
         assert results == [n + 1 for n in range(20)]
-        assert _connections_to(gearman_server.port) == 1
+        assert len(connections_to(gearman_server.port) - before) == 1
         assert client.pending == 0
 
 

@@ -22,7 +22,7 @@ from islandora_job.gearman import (
     WorkerJob,
     WorkFailure,
 )
-from tests.helpers import fresh, queued, wait_until
+from tests.helpers import connections_to, fresh, queued, wait_until
 
 from .conftest import Gearmand, worker_thread
 
@@ -31,16 +31,6 @@ from .conftest import Gearmand, worker_thread
 def client(gearmand: Gearmand) -> Iterator[GearmanClient]:
     with GearmanClient([gearmand.address]) as client:
         yield client
-
-
-def connections_to(port: int) -> set[int]:
-    """Local ports of this process's connections to `port` (other tests' clients included:
-    compare before and after)."""
-    return {
-        c.laddr.port
-        for c in psutil.Process().net_connections("tcp")
-        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
-    }
 
 
 # -- foreground -------------------------------------------------------------------------
