@@ -236,10 +236,11 @@ class AsyncJobClient:
                 callback(event.numerator, event.denominator)
             except Exception as exc:
                 # The caller's callback failed: its call raises that, the job is forgotten.
+                # The future gets the error before _forget would cancel it.
                 future = link.jobs.get(event.ticket)
-                self._forget(link, [event.ticket])
-                if future is not None:
+                if future is not None and not future.done():
                     future.set_exception(exc)
+                self._forget(link, [event.ticket])
         elif isinstance(event, StatusAnswered):
             status = link.statuses.popleft()
             if not status.done():
@@ -289,7 +290,7 @@ class AsyncJobClient:
             link.background.discard(ticket)
             if future is not None:
                 link.tracker.abandon(ticket)
-                future.cancel()
+                future.cancel()  # a no-op once it holds a result or an error
 
     # -- submits ----------------------------------------------------------------------
 

@@ -158,3 +158,19 @@ async def test_the_async_job_client_fixture(
 ) -> None:
     pool.start(1)
     assert await async_job_client.submit("add", 2, 3, timeout=20) == 5
+
+
+async def test_a_failing_progress_callback_fails_that_call_and_nothing_else(
+    pool: WorkerPool,
+) -> None:
+    pool.start(1)
+
+    def broken(numerator: int, denominator: int) -> None:
+        raise RuntimeError("the caller's callback")
+
+    async with AsyncJobClient() as client:
+        with pytest.raises(RuntimeError, match="the caller's callback"):
+            await client.submit("steps", 3, on_progress=broken, timeout=20)
+        # The connection's reader lives on: the next calls on it are answered.
+        assert await client.submit("steps", 2, timeout=20) == 2
+        assert client.pending == 0
