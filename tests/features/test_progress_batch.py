@@ -119,3 +119,17 @@ def test_submit_batch_still_answers_false_when_a_job_failed(pool: WorkerPool) ->
     batch = [{"job_name": "hello"}, {"job_name": "fail"}]
     assert islandora_job.submit_batch(batch, on_complete=lambda _, o: outcomes.append(o)) is False
     assert sorted(map(type, outcomes), key=str) == sorted([str, JobFailed], key=str)
+
+
+def test_a_failing_callback_leaves_nothing_for_the_next_call(pool: WorkerPool) -> None:
+    pool.start(1)
+
+    def broken(numerator: int, denominator: int) -> None:
+        raise RuntimeError("the caller's callback")
+
+    with islandora_job.JobClient() as client:
+        with pytest.raises(RuntimeError, match="the caller's callback"):
+            client.submit("steps", 3, 0.05, on_progress=broken, timeout=20)
+        # The first job's later replies must not reach this call.
+        assert client.submit("steps", 2, timeout=20) == 2
+        assert client.run_batch([{"job_name": "steps", "args": [1]}], timeout=20) == [1]

@@ -397,6 +397,11 @@ class GearmanClient:
                 if attempt:
                     raise
                 continue
+            except BaseException:
+                # A caller's callback raised, or the call was interrupted: the connection
+                # still carries these jobs' replies, so no later call may read them.
+                self._drop(index)
+                raise
             return index, [outcomes[ticket] for ticket in tickets]
         raise AssertionError("unreachable")  # pragma: no cover
 
