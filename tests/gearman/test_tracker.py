@@ -161,3 +161,20 @@ def test_an_abandoned_submit_is_forgotten_whenever_its_replies_come() -> None:
     assert tracker.running == []
     assert tracker.receive(res(T.WORK_COMPLETE, b"H:x:1", b"")) is None
     assert tracker.receive(res(T.WORK_COMPLETE, b"H:x:2", b"")) is None
+
+
+def test_abandoning_one_of_two_coalesced_submits_leaves_the_other_its_own_replies() -> None:
+    tracker = ReplyTracker()
+    gone = tracker.submitted("f", background=False)
+    kept = tracker.submitted("f", background=False)
+    tracker.receive(res(T.JOB_CREATED, b"H:x:1"))
+    tracker.receive(res(T.JOB_CREATED, b"H:x:1"))
+    tracker.abandon(gone)
+    # gearmand still sends every packet once per submit, the abandoned one's included.
+    assert tracker.receive(res(T.WORK_DATA, b"H:x:1", b"d")) is None
+    assert tracker.receive(res(T.WORK_DATA, b"H:x:1", b"d")) is None
+    assert tracker.receive(res(T.WORK_COMPLETE, b"H:x:1", b"done")) is None
+    ended = tracker.receive(res(T.WORK_COMPLETE, b"H:x:1", b"done"))
+    assert isinstance(ended, JobEnded) and ended.ticket == kept
+    assert ended.result.partial == [b"d"]
+    assert tracker.running == []

@@ -133,6 +133,8 @@ class _Running:
     ticket: int
     result: JobResult
     size: int = 0
+    # Its caller gave up: it still takes its turn of gearmand's replies, which are dropped.
+    abandoned: bool = False
 
 
 @dataclass(slots=True)
@@ -226,11 +228,10 @@ class ReplyTracker:
         if any(entry[0] == ticket for entry in self._created):
             self._abandoned.add(ticket)
             return
-        for raw, entry in list(self._running.items()):
-            entry.jobs = [job for job in entry.jobs if job.ticket != ticket]
-            entry.turn = 0
-            if not entry.jobs:
-                del self._running[raw]
+        for entry in self._running.values():
+            for job in entry.jobs:
+                if job.ticket == ticket:
+                    job.abandoned = True
 
     @property
     def awaiting_ack(self) -> bool:
@@ -241,7 +242,11 @@ class ReplyTracker:
     @property
     def running(self) -> list[str]:
         """Handles of the foreground jobs created and not ended."""
-        return [entry.jobs[0].result.handle for entry in self._running.values()]
+        return [
+            entry.jobs[0].result.handle
+            for entry in self._running.values()
+            if not all(job.abandoned for job in entry.jobs)
+        ]
 
     def receive(self, packet: Packet) -> Event | None:
         """Take one packet from the server; return the event it makes, if any.
@@ -256,14 +261,14 @@ class ReplyTracker:
                 raise ProtocolError("JOB_CREATED from the server for no submit")
             ticket, function, background = self._created.popleft()
             handle = handle_text(packet.args[0])
-            if ticket in self._abandoned:
-                self._abandoned.discard(ticket)
-                return None
+            abandoned = ticket in self._abandoned
+            self._abandoned.discard(ticket)
             if not background:
-                job = _Running(ticket, JobResult(handle, function))
+                # An abandoned one too: gearmand sends its replies all the same.
+                job = _Running(ticket, JobResult(handle, function), abandoned=abandoned)
                 entry = self._running.setdefault(packet.args[0].rstrip(b"\0"), _Handle([]))
                 entry.jobs.append(job)
-            return JobCreated(ticket, handle)
+            return None if abandoned else JobCreated(ticket, handle)
         if kind is _T.STATUS_RES:
             raw = packet.args[0].rstrip(b"\0")
             if not self._statuses or self._statuses[0] != raw:
@@ -315,7 +320,7 @@ class ReplyTracker:
         elif kind is _T.WORK_STATUS:
             progress = (number(packet.args[1]), number(packet.args[2]))
             result.progress.append(progress)
-            return JobProgress(job.ticket, *progress)
+            return None if job.abandoned else JobProgress(job.ticket, *progress)
         else:
             if kind is _T.WORK_COMPLETE:
                 result.status = "complete"
@@ -333,5 +338,5 @@ class ReplyTracker:
                 del self._running[raw]
             else:
                 entry.turn = turn % len(entry.jobs)
-            return JobEnded(job.ticket, result)
+            return None if job.abandoned else JobEnded(job.ticket, result)
         return None
