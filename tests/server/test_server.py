@@ -16,6 +16,7 @@ import pytest
 
 from islandora_job.gearman import GearmanAdmin, GearmanClient, GearmanWorker, WorkFailure
 from islandora_job.gearman.client import Priority
+from islandora_job.gearman.protocol import PacketType, request
 from islandora_job.server import VERSION
 from pytest_islandora_job import ports
 from pytest_islandora_job.servers.embedded import EmbeddedGearmanServer
@@ -193,5 +194,16 @@ def test_a_hostile_peer_cannot_make_the_server_buffer_without_bound(
         sock.sendall(b"\0REQ" + (7).to_bytes(4, "big") + (1 << 30).to_bytes(4, "big"))
         sock.settimeout(5)
         assert sock.recv(100) == b""
+    with GearmanAdmin(embedded.address) as admin:
+        assert admin.getpid() == embedded.pid
+
+
+def test_a_peer_that_never_reads_its_replies_is_closed(embedded: EmbeddedGearmanServer) -> None:
+    echo = request(PacketType.ECHO_REQ, b"x" * (1 << 20))
+    with socket.create_connection((embedded.host, embedded.port)) as sock:
+        sock.settimeout(10)
+        with pytest.raises(OSError):  # the server closed it: a broken pipe or a reset
+            for _ in range(200):  # 200 MiB of echoes, far past what the server holds back
+                sock.sendall(echo)
     with GearmanAdmin(embedded.address) as admin:
         assert admin.getpid() == embedded.pid

@@ -163,6 +163,8 @@ class EmbeddedServer:
                     pending += data
                     if len(pending) > self.max_pending:
                         log.warning("closing connection %d: it does not read its replies", fd)
+                        # Dropped, not flushed: it would never take what is pending.
+                        del self._pending[fd]
                         state.closing.add(fd)
                     continue
                 sock = self._socks.get(fd)
