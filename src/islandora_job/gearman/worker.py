@@ -469,6 +469,8 @@ class GearmanWorker:
         def send(data: bytes) -> None:
             if server.conn is not conn or not self._send(server, data):
                 raise ServerUnavailable(f"lost the connection to gearmand at {server.address}")
+            if len(server.out) <= _MAX_BACKLOG:
+                return  # the usual case: no waiting, no selector of its own
             with selectors.DefaultSelector() as waiter:
                 waiter.register(conn, selectors.EVENT_WRITE)
                 while len(server.out) > _MAX_BACKLOG:
@@ -487,16 +489,19 @@ class GearmanWorker:
         return send
 
     def _flush_all(self, deadline: float) -> None:
-        """At exit: send what the buffers hold, until ``deadline`` at the latest."""
-        selector = self._selector
-        assert selector is not None
-        while any(s.out for s in self._servers):
+        """At exit: send what the buffers hold, until ``deadline`` at the latest. Waits for
+        writability alone: a readable socket or the wake-up pipe must not make it spin."""
+        while True:
+            pending = [(s, s.conn) for s in self._servers if s.out and s.conn is not None]
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if not pending or remaining <= 0:
                 return
-            for key, _ in selector.select(remaining):
-                if key.data is not None and key.data.out:
-                    self._flush(key.data)
+            with selectors.DefaultSelector() as waiter:
+                for server, conn in pending:
+                    waiter.register(conn, selectors.EVENT_WRITE, server)
+                ready = waiter.select(remaining)
+            for key, _ in ready:
+                self._flush(key.data)
 
     def _disconnect_all(self) -> None:
         # One linger for all: a stopped server must not hold up the exit once per server.
