@@ -4,8 +4,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-APT_PACKAGES := gearman-job-server gearman-tools mariadb-server mariadb-client postgresql-15 \
-	php-cli php-gearman libgearman-client-perl gearman-server
+APT_PACKAGES := python3-venv gearman-job-server gearman-tools mariadb-server mariadb-client \
+	postgresql-15 php-cli php-gearman libgearman-client-perl gearman-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # apt can run as root, or through sudo; where neither is there, `make demo` goes without it.
 CAN_APT := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && echo yes)

@@ -42,6 +42,7 @@ from islandora_job.gearman.connection import ServerUnavailable
 from islandora_job.workers import launcher
 from pytest_islandora_job.config import ServerSettings
 from pytest_islandora_job.servers import GearmanServer, make_servers
+from pytest_islandora_job.servers.process import ProcessGearmanServer
 from pytest_islandora_job.workerpool import WorkerPool, pool_settings
 
 SECTION = "4 fixtures"
@@ -156,11 +157,8 @@ def server_start(backend: str, queue: str, runs: int) -> list[Row]:
                 elapsed = time.perf_counter() - start
                 log = where / f"bare{i}.log"
                 if backend == "process":
-                    argv = server.command()
-                    # The environment that points gearmand at its database's private socket.
-                    env = None
-                    if server.database is not None:
-                        env = {**os.environ, **server.database.gearmand_env()}
+                    assert isinstance(server, ProcessGearmanServer)
+                    argv, env = server.command(), server.environment()
                     server.stop()  # gearmand only: the queue database stays up for the bare run
                     bare_elapsed: float | None = exec_to_ready(argv, server.address, log, env)
                 elif queue == "builtin":

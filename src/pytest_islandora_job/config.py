@@ -10,7 +10,6 @@ import importlib.util
 import ipaddress
 import re
 import shlex
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -238,7 +237,6 @@ _IMAGE = re.compile(
 # Each kind of option: how its raw text is read; ValueError says what is wrong and the fix.
 READERS: dict[str, Callable[[str], Any]] = {
     "string": str,
-    "int": lambda text: _number(text, int, "a whole number"),
     "float": lambda text: _number(text, float, "a number"),
     "port": _port,
     "count": _count,
@@ -324,8 +322,16 @@ class ServerSettings:
 
 
 def default_backend(gearmand_exec: str) -> str:
-    """The backend when none was chosen: process where gearmand is installed, else embedded."""
-    return "process" if shutil.which(gearmand_exec) else "embedded"
+    """The backend when none was chosen: process where gearmand is installed (found as the
+    process backend finds it: never Perl's Gearman::Server), else embedded."""
+    from pytest_islandora_job.readiness import ServerStartError
+    from pytest_islandora_job.servers.process import resolve_gearmand
+
+    try:
+        resolve_gearmand(gearmand_exec)
+    except ServerStartError:
+        return "embedded"
+    return "process"
 
 
 def server_settings(config: pytest.Config, **overrides: Any) -> ServerSettings:

@@ -43,12 +43,24 @@ class WorkerPool:
     def __init__(self, settings: Settings) -> None:
         launcher.enable()
         self.settings = settings
-        self.addresses = list(settings.servers)
-        self.modules = list(settings.modules)
-        self.temp_dir = settings.temp_dir
         self.pidfiles: list[str] = []
         self._numbers = itertools.count()
         _pools.add(self)
+
+    @property
+    def addresses(self) -> list[str]:
+        """The servers the workers register with."""
+        return list(self.settings.servers)
+
+    @property
+    def modules(self) -> list[str]:
+        """The job modules the workers serve (besides the entry points)."""
+        return list(self.settings.modules)
+
+    @property
+    def temp_dir(self) -> Path:
+        """Where the workers' pidfiles and logs are."""
+        return self.settings.temp_dir
 
     def start(self, count: int = 1) -> list[str]:
         """Start count more workers; returns their pidfile names once each is registered.

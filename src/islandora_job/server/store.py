@@ -12,17 +12,14 @@ the machine.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    pass
+from islandora_job.queue import DEFAULT_TABLE, check_table_name
 
 __all__ = ["JobStore", "SQLiteStore", "StoreError", "StoredJob", "open_store"]
 
-DEFAULT_TABLE = "gearman_queue"
 
 
 class StoreError(Exception):
@@ -62,8 +59,7 @@ class SQLiteStore:
     """Background jobs in a table of an SQLite file (made, with the table, when missing)."""
 
     def __init__(self, path: Path, table: str = DEFAULT_TABLE) -> None:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
-            raise ValueError(f"queue table name {table!r} is not a plain SQL identifier")
+        check_table_name(table)
         # Imported here: an in-memory server never needs it, and it costs start-up time.
         import sqlite3
 

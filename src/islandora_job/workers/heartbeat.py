@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from islandora_job import config, payload
 from islandora_job.config import Settings
 from islandora_job.gearman.admin import AdminError, GearmanAdmin
-from islandora_job.gearman.client import GearmanClient, GearmanTimeout, JobResult
+from islandora_job.gearman.client import GearmanClient, GearmanTimeout, JobResult, ServerError
 from islandora_job.gearman.connection import ServerUnavailable
 from islandora_job.gearman.protocol import ProtocolError
 from islandora_job.gearman.worker import Handler, WorkerJob
@@ -107,7 +107,7 @@ def _ping_server(server: str, timeout: float) -> list[PingAnswer]:
                     timeout=timeout,
                     on_end=answered.__setitem__,
                 )
-            except (GearmanTimeout, ServerUnavailable, ProtocolError) as exc:
+            except (GearmanTimeout, ServerUnavailable, ServerError, ProtocolError) as exc:
                 error = f"no answer within {timeout:g} s ({exc})"
     # The pinged workers' results, in the workers' order.
     results = iter([answered.get(index) for index in range(len(pinged))])

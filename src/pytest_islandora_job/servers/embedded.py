@@ -136,7 +136,7 @@ class EmbeddedGearmanServer(ProcessGearmanServer):
                 "run with --gearman-backend=process or docker for gearmand's queues"
             )
         super().__init__(settings, workdir, database)
-        self.log_file = self.log_path = workdir / "server.log"
+        self.log_path = workdir / "server.log"
         self._child: _Child | None = None
 
     @property
@@ -156,7 +156,7 @@ class EmbeddedGearmanServer(ProcessGearmanServer):
         as ``islandora-job server`` would with these options."""
         queue = f"sqlite:{self.database.dsn.database}" if self.database is not None else None
         retries = self.settings.job_retries or 0
-        return (self.settings.listen, self.port, queue, retries, str(self.log_file))
+        return (self.settings.listen, self.port, queue, retries, str(self.log_path))
 
     def start(self) -> None:
         """Start the server and wait until admin ``getpid`` answers with the child's PID.
@@ -169,9 +169,9 @@ class EmbeddedGearmanServer(ProcessGearmanServer):
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._start_database()
         self._version = None
-        child = self._child = _fork(self.arguments(), self.log_file)
+        child = self._child = _fork(self.arguments(), self.log_path)
         try:
-            self.wait_ready(self.settings.start_timeout, lambda: child.poll() is None, self.pid)
+            self.wait_ready(self.settings.start_timeout, lambda: child.poll() is None, child.pid)
         except ServerStartError:
             child.stop(grace=1.0)
             self._child = None

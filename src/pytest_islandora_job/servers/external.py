@@ -17,15 +17,10 @@ class ExternalGearmanServer(GearmanServer):
     def __init__(self, settings: ServerSettings, address: str) -> None:
         super().__init__(settings)
         try:
-            self._address = parse_server(address)
+            # parse_server's message says how to write a server: host:port.
+            self.host, self.port = parse_address(parse_server(address))
         except ValueError as exc:
             raise ValueError(f"--gearman-servers: {exc}") from None
-        self.host, self.port = parse_address(self._address)
-
-    @property
-    def address(self) -> str:
-        """ "host:port" ("[v6]:port" for an IPv6 host) as clients and workers take it."""
-        return self._address
 
     def start(self) -> None:
         """Check the server answers admin `version`; raises ServerStartError if it does not."""

@@ -143,6 +143,13 @@ class ProcessGearmanServer(GearmanServer):
                 self.port = ports.claim_port()
         self._started = True
 
+    def environment(self) -> dict[str, str] | None:
+        """gearmand's environment: ours, plus what points it at its queue database's
+        private socket (None: ours as it is)."""
+        if self.database is None:
+            return None
+        return {**os.environ, **self.database.gearmand_env()}
+
     def _start_on_port(self) -> None:
         if ports.in_use(self.port, self.host):
             # gearmand would retry the bind for about 22 s: say so now.
@@ -154,8 +161,7 @@ class ProcessGearmanServer(GearmanServer):
                 found,
             )
         self._version = None
-        env = None if self.database is None else {**os.environ, **self.database.gearmand_env()}
-        proc = self._proc = processes.spawn(self.command(), self.log_path, env)
+        proc = self._proc = processes.spawn(self.command(), self.log_path, self.environment())
         try:
             self.wait_ready(self.settings.start_timeout, lambda: proc.poll() is None, proc.pid)
         except ServerStartError:
