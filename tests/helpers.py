@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 
@@ -47,3 +48,16 @@ def connections_to(port: int) -> set[int]:
         for c in psutil.Process().net_connections("tcp")
         if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
     }
+
+
+def lines_of(path: Path, count: int, timeout: float = 20.0) -> list[str]:
+    """The file's lines once it has `count` of them; AssertionError after `timeout` s."""
+    found: list[str] = []
+
+    def enough() -> bool:
+        nonlocal found
+        found = path.read_text().splitlines() if path.exists() else []
+        return len(found) >= count
+
+    wait_until(enough, timeout, f"{path} having {count} lines")
+    return found

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from islandora_job.cli import main
 from islandora_job.gearman.admin import GearmanAdmin
 from pytest_islandora_job.servers.base import GearmanServer
 from tests.features.conftest import MODULES
+from tests.helpers import lines_of, queued, wait_until
 
 
 def gearman_or_skip() -> str:
@@ -127,9 +127,7 @@ def test_ping_exits_1_when_a_worker_does_not_answer(
     pid = int((managed / name).read_text())
     # The worker is busy with a job longer than the ping waits.
     handle = islandora_job.submit_background("sleep", 3)
-    deadline = time.monotonic() + 10
-    while not islandora_job.job_status(handle).running and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: islandora_job.job_status(handle).running, what="the long job running")
     code, out, _ = run(capsys, "ping", "--timeout", "0.5")
     assert code == 1
     line = next(line for line in out.splitlines() if f"islandora-job:{pid} " in line)
@@ -149,12 +147,12 @@ def test_a_worker_that_is_not_ours_is_listed_not_checked(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        def registered() -> bool:
             with GearmanAdmin(gearman_server.address) as admin:
-                if any("not_ours" in w.functions for w in admin.workers()):
-                    break
-            time.sleep(0.02)
+                return any("not_ours" in w.functions for w in admin.workers())
+
+        wait_until(registered, what="the C worker registering")
         code, out, _ = run(capsys, "ping", "--timeout", "10")
     finally:
         other.terminate()
@@ -177,28 +175,13 @@ def test_ping_of_an_unreachable_server_exits_1(capsys) -> None:
 # -- --priority ----------------------------------------------------------------------------
 
 
-def _lines(path: Path, count: int) -> list[str]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= count:
-            return lines
-        time.sleep(0.02)
-    raise AssertionError(f"{path} does not have {count} lines")
-
-
-def _queued(server: GearmanServer, function: str) -> int:
-    with GearmanAdmin(server.address) as admin:
-        return sum(row.queued for row in admin.status() if row.function == function)
-
-
 def test_cli_priority_for_submit(managed: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "order.txt"
     for priority in ("low", "normal", "high"):
         args = ["submit", "--background", "--priority", priority, "append"]
         assert run(capsys, *args, json.dumps(str(out)), json.dumps(priority))[0] == 0
     workers.start_workers(1)
-    assert _lines(out, 3) == ["high", "normal", "low"]
+    assert lines_of(out, 3) == ["high", "normal", "low"]
     with pytest.raises(SystemExit):
         main(["submit", "--priority", "urgent", "hello"])
     assert "invalid choice: 'urgent'" in capsys.readouterr().err
@@ -215,14 +198,16 @@ def test_cli_priority_is_the_default_of_batch_entries(
         {"job_name": "append", "args": [str(out), "batch-low"], "priority": "low"},
     ]
     batch.write_text(json.dumps(entries))
-    before = _queued(gearman_server, "append")
+    before = queued(gearman_server.address, "append")
     command = [sys.executable, "-m", "islandora_job", "--servers", gearman_server.address]
     command += ["--modules", ",".join(MODULES), "batch", "--priority", "high", str(batch)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as batch_run:
-        deadline = time.monotonic() + 20
-        while _queued(gearman_server, "append") < before + 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(
+            lambda: queued(gearman_server.address, "append") >= before + 2,
+            20,
+            "the batch queued",
+        )
         workers.start_workers(1)
         said, _ = batch_run.communicate(timeout=20)
     assert (batch_run.returncode, said) == (0, "batch of 2 jobs: all succeeded\n")
-    assert _lines(out, 3) == ["batch-default", "queued-normal", "batch-low"]
+    assert lines_of(out, 3) == ["batch-default", "queued-normal", "batch-low"]

@@ -12,17 +12,7 @@ import islandora_job
 from pytest_islandora_job.servers.base import GearmanServer
 from pytest_islandora_job.workerpool import WorkerPool
 from tests.features.conftest import gearman_tool
-
-
-def _lines(path: Path, count: int, timeout: float = 20.0) -> list[str]:
-    """The file's lines once it has ``count`` of them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= count:
-            return lines
-        time.sleep(0.02)
-    raise AssertionError(f"{path} has {len(lines)} lines, not {count}, after {timeout} s")
+from tests.helpers import lines_of
 
 
 def _payload(*args: object) -> str:
@@ -38,7 +28,7 @@ def test_waiting_jobs_run_high_then_normal_then_low(pool: WorkerPool, tmp_path: 
                 "append", str(out), f"{priority}-{n}", priority=priority
             )
     pool.start(1)
-    lines = _lines(out, 9)
+    lines = lines_of(out, 9)
     assert [line.split("-")[0] for line in lines] == ["high"] * 3 + ["normal"] * 3 + ["low"] * 3
     # Within a priority, first in first out.
     assert lines[:3] == ["high-0", "high-1", "high-2"]
@@ -54,7 +44,7 @@ def test_the_c_tools_priorities_are_honoured_too(
     gearman_tool(gearman_server, "-f", "append", "-b", "-I", _payload(str(out), "high-c"))
     islandora_job.submit_background("append", str(out), "high-py", priority="high")
     pool.start(1)
-    assert _lines(out, 5) == ["high-c", "high-py", "normal-c", "low-c", "low-py"]
+    assert lines_of(out, 5) == ["high-c", "high-py", "normal-c", "low-c", "low-py"]
 
 
 def test_a_bad_priority_is_refused_before_anything_is_sent() -> None:
@@ -81,7 +71,7 @@ def test_a_duplicate_waiting_background_job_gets_the_first_ones_handle(
     assert other != first
     pool.start(1)
     # The coalesced job ran once, with the first submit's payload.
-    assert sorted(_lines(out, 2)) == ["one", "two"]
+    assert sorted(lines_of(out, 2)) == ["one", "two"]
     time.sleep(0.3)
     assert sorted(out.read_text().splitlines()) == ["one", "two"]
 
@@ -96,7 +86,7 @@ def test_a_unique_id_set_by_the_c_tool_coalesces_with_ours(
     islandora_job.submit_background("append", str(out), "python-first", unique=unique + "-b")
     gearman_tool(gearman_server, "-f", "append", "-b", "-u", unique + "-b", _payload(str(out), "c"))
     pool.start(1)
-    assert sorted(_lines(out, 2)) == ["from-c", "python-first"]
+    assert sorted(lines_of(out, 2)) == ["from-c", "python-first"]
     time.sleep(0.3)
     assert len(out.read_text().splitlines()) == 2
 
@@ -113,7 +103,7 @@ def test_unique_id_derives_the_id_from_the_payload(pool: WorkerPool, tmp_path: P
     different = islandora_job.unique_id("append", out, "y")
     assert islandora_job.submit_background("append", out, "y", unique=different) != first
     pool.start(1)
-    assert sorted(_lines(tmp_path / "ran.txt", 2)) == ["x", "y"]
+    assert sorted(lines_of(tmp_path / "ran.txt", 2)) == ["x", "y"]
 
 
 def test_once_the_first_job_ran_the_same_unique_id_queues_a_new_job(
@@ -123,7 +113,7 @@ def test_once_the_first_job_ran_the_same_unique_id_queues_a_new_job(
     pool.start(1)
     islandora_job.submit("append", str(out), "first", unique="obj:again", timeout=20)
     islandora_job.submit("append", str(out), "second", unique="obj:again", timeout=20)
-    assert _lines(out, 2) == ["first", "second"]
+    assert lines_of(out, 2) == ["first", "second"]
 
 
 def test_a_unique_id_with_a_nul_byte_is_refused() -> None:

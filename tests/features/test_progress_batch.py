@@ -12,6 +12,7 @@ import islandora_job
 from islandora_job import JobClient, JobFailed, NoJobRunning
 from islandora_job.workers import route
 from pytest_islandora_job.workerpool import WorkerPool
+from tests.helpers import wait_until
 
 # -- progress ----------------------------------------------------------------------------
 
@@ -26,16 +27,11 @@ def test_a_foreground_client_sees_each_progress_report(pool: WorkerPool) -> None
 def test_job_status_shows_the_progress_while_the_job_runs(pool: WorkerPool) -> None:
     pool.start(1)
     handle = islandora_job.submit_background("steps", 3, 0.4)
-    deadline = time.monotonic() + 10
+    wait_until(lambda: islandora_job.job_status(handle).numerator > 0, what="progress")
     status = islandora_job.job_status(handle)
-    while status.numerator == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-        status = islandora_job.job_status(handle)
     assert status.known and status.running
     assert (status.numerator, status.denominator) in ((1, 3), (2, 3))
-    while islandora_job.job_status(handle).known and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not islandora_job.job_status(handle).known
+    wait_until(lambda: not islandora_job.job_status(handle).known, what="the job ending")
 
 
 def test_progress_outside_a_job_says_where_it_works() -> None:

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import time
 
-import psutil
 import pytest
 
 import islandora_job
 from islandora_job import JobClient, JobFailed, JobTimeout
 from islandora_job.gearman.connection import ServerUnavailable
-from tests.helpers import queued
-
-
-def _connections_to(port: int) -> int:
-    return sum(
-        1 for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port
-    )
-
+from tests.helpers import connections_to, queued
 
 # -- the original module's tests ---------------------------------------------------------
 
@@ -95,7 +87,7 @@ def test_a_job_that_raised_gives_job_failed_with_the_remote_type_and_message(sta
 
 def test_a_job_with_no_worker_times_out_naming_the_job_and_queue_status(gearman_server) -> None:
     client = JobClient(check_jobs=False)
-    before = _connections_to(gearman_server.port)
+    before = connections_to(gearman_server.port)
     began = time.monotonic()
     with pytest.raises(JobTimeout) as info:
         client.submit("nobody_serves_this", 1, timeout=0.3)
@@ -104,7 +96,7 @@ def test_a_job_with_no_worker_times_out_naming_the_job_and_queue_status(gearman_
     assert "job 'nobody_serves_this' did not end within 0.3 s" in message
     assert f"no worker registered for 'nobody_serves_this' on {gearman_server.address}" in message
     assert info.value.job_name == "nobody_serves_this"
-    assert _connections_to(gearman_server.port) == before
+    assert connections_to(gearman_server.port) <= before
 
 
 def test_submitting_a_job_not_registered_here_is_allowed_when_asked(gearman_server) -> None:
