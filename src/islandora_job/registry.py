@@ -99,11 +99,19 @@ def _register_module(module_path: str, found_by: str) -> list[JobSpec]:
     try:
         module = importlib.import_module(module_path)
     except Exception as exc:
+        missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        if missing and not module_path.startswith(missing):
+            # The job module was found; something it imports was not.
+            fix = f"install {missing!r}, which the job module imports"
+        else:
+            fix = (
+                "fix the import path, or make the module importable: install its project "
+                "(pip install -e .) or put its directory on sys.path (for pytest: ini "
+                "pythonpath = .)"
+            )
         raise RegistryError(
             f"cannot import job module {module_path!r} (found by {found_by}): "
-            f"{type(exc).__name__}: {exc}; fix the import path, or make the module importable: "
-            "install its project (pip install -e .) or put its directory on sys.path "
-            "(for pytest: ini pythonpath = .)"
+            f"{type(exc).__name__}: {exc}; {fix}"
         ) from exc
     hook = getattr(module, "register_jobs", None)
     if not callable(hook):

@@ -189,6 +189,12 @@ def _modules_source(config: pytest.Config) -> tuple[list[str], str]:
     option = config.getoption("islandora_job_modules")
     if option is not None:
         return options.get(config, "islandora_job_modules"), "option --islandora-job-modules"
+    overridden = any(
+        o.split("=", 1)[0].strip() == "islandora_job_modules"
+        for o in (config.getoption("override_ini") or ())
+    )
+    if overridden:
+        return options.get(config, "islandora_job_modules"), "-o islandora_job_modules"
     if config.getini("islandora_job_modules"):
         where = f" in {config.inipath}" if config.inipath else ""
         return options.get(config, "islandora_job_modules"), f"ini islandora_job_modules{where}"

@@ -114,6 +114,10 @@ def test_a_module_that_cannot_be_imported_or_has_no_hook(modules) -> None:
         RegistryError, match=r"cannot import job module 'no_such_module_x'.*fix the import path"
     ):
         load_registry(["no_such_module_x"])
+    # Found, but a dependency of it is missing: the fix names the dependency.
+    modules("needs_dep", "import no_such_dependency_y\n")
+    with pytest.raises(RegistryError, match=r"install 'no_such_dependency_y', which the job"):
+        load_registry(["needs_dep"])
     modules("no_hook", "X = 1\n")
     with pytest.raises(RegistryError, match=r"'no_hook' .* has no register_jobs\(\) function"):
         load_registry(["no_hook"])

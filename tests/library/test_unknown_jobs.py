@@ -104,6 +104,17 @@ def test_the_cli_refuses_a_mistyped_name_in_one_line(gearman_server, capsys) -> 
     assert err.count("\n") == 1
 
 
+def test_the_cli_refuses_a_name_even_with_no_job_modules_set(
+    gearman_server, capsys, monkeypatch
+) -> None:
+    monkeypatch.setattr(api, "_always_check", [])  # as outside a pytest run
+    with configured(modules=[]):
+        began = time.monotonic()
+        assert main(["submit", "nosuchjob"]) == 1
+    assert time.monotonic() - began < 5  # refused, not left waiting for a worker
+    assert "no job named 'nosuchjob' is registered" in capsys.readouterr().err
+
+
 def test_the_cli_sends_an_unregistered_name_when_told(gearman_server, capsys) -> None:
     assert main(["submit", "--background", "--unregistered", "cli_elsewhere"]) == 0
     assert capsys.readouterr().out.startswith("H:")

@@ -70,6 +70,7 @@ def test_a_bad_job_timeout_is_a_usage_error(pytester: pytest.Pytester, project):
     [
         ("ini", "ini islandora_job_modules in *tox.ini"),
         ("option", "option --islandora-job-modules"),
+        ("override", "-o islandora_job_modules"),
         ("env", "environment variable ISLANDORA_JOB_MODULES"),
     ],
 )
@@ -84,6 +85,8 @@ def test_a_job_module_that_does_not_import_is_one_paragraph_per_run(
         pytester.makefile(".ini", tox="[pytest]\n")
         if where == "option":
             args = ["--islandora-job-modules=nosuchjobs"]
+        elif where == "override":
+            args = ["-o", "islandora_job_modules=nosuchjobs"]
         else:
             monkeypatch.setenv("ISLANDORA_JOB_MODULES", "nosuchjobs")
     (pytester.path / "pytest.ini").unlink(missing_ok=True)
@@ -97,7 +100,7 @@ def test_a_job_module_that_does_not_import_is_one_paragraph_per_run(
     assert f"cannot import job module 'nosuchjobs' (found by {named.split('*')[0]}" in paragraph
     assert "ModuleNotFoundError: No module named 'nosuchjobs'" in paragraph
     assert "pip install -e ." in paragraph and "pythonpath = ." in paragraph
-    assert out.count("No module named 'nosuchjobs'") == 1, "one paragraph per run"
+    assert " ".join(out.split()).count("No module named 'nosuchjobs'") == 1, "one paragraph"
     assert "Traceback" not in out and "def load_registry" not in out
     assert len(out.splitlines()) < 40, out
 

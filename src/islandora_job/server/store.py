@@ -21,7 +21,6 @@ from islandora_job.queue import DEFAULT_TABLE, check_table_name
 __all__ = ["JobStore", "SQLiteStore", "StoreError", "StoredJob", "open_store"]
 
 
-
 class StoreError(Exception):
     """The store could not keep or forget a job (the disk is full, the file is gone)."""
 
