@@ -333,18 +333,8 @@ class AsyncJobClient:
         on_end: Callable[[int, JobResult], None] | None = None,
         on_progress: Callable[[int, int, int], None] | None = None,
     ) -> list[JobResult]:
-        for entry in entries:
-            self._codec.check(entry.job_name)
+        jobs = [self._codec.job(entry) for entry in entries]
         given, timeout = timeout, self._codec.timeout(timeout)
-        jobs = [
-            Job(
-                self._codec.function(e.job_name),
-                self._codec.encode(e.job_name, e.args),
-                e.unique,
-                e.priority,
-            )
-            for e in entries
-        ]
         link, futures = await self._submit(jobs, background=False, on_progress=on_progress)
         positions = {ticket: position for position, ticket in enumerate(futures)}
         results: dict[int, JobResult] = {}
@@ -402,13 +392,7 @@ class AsyncJobClient:
         of the same name and ``unique`` id gives its handle). ``timeout`` bounds the wait
         for gearmand's acknowledgement (default ``ack_timeout``): TimeoutError, and the
         connection is closed, when it runs out."""
-        self._codec.check(job_name)
-        job = Job(
-            self._codec.function(job_name),
-            self._codec.encode(job_name, args),
-            _unique(unique),
-            _priority(priority),
-        )
+        job = self._codec.job(BatchEntry(job_name, args, _priority(priority), _unique(unique)))
         link, futures = await self._submit([job], background=True)
         (created,) = futures.values()
         limit = self.ack_timeout if timeout is None else timeout

@@ -281,6 +281,18 @@ class JobCodec:
             payload.check_job_name(job_name)  # a malformed name is told so first
             raise UnknownJob(job_name, jobs, _UNCHECKED)
 
+    def job(self, entry: BatchEntry) -> Job:
+        """What to submit for a checked entry: its Gearman function, its payload, its
+        unique id and priority. Raises UnknownJob, TypeError or PayloadError before
+        anything is sent."""
+        self.check(entry.job_name)
+        return Job(
+            self.function(entry.job_name),
+            self.encode(entry.job_name, entry.args),
+            entry.unique,
+            entry.priority,
+        )
+
     def timeout(self, given: float | None) -> float | None:
         """The seconds a foreground call waits: those given, else the settings' default."""
         return self.settings.default_timeout if given is None else given
@@ -500,29 +512,21 @@ class JobClient:
         entries = _check_batch(batch)
         if not entries:
             return []
-        for entry in entries:
-            self._codec.check(entry.job_name)
-        jobs = [
-            Job(e.job_name, self._codec.encode(e.job_name, e.args), e.unique, e.priority)
-            for e in entries
-        ]
+        jobs = [self._codec.job(entry) for entry in entries]
         outcomes: dict[int, object] = {}
 
         def ended(index: int, result: JobResult) -> None:
-            outcome = self._codec.outcome(jobs[index].function, result)
+            outcome = self._codec.outcome(entries[index].job_name, result)
             outcomes[index] = outcome
             if on_complete is not None:
                 on_complete(index, outcome)
 
         seconds = self._codec.timeout(timeout)
         try:
-            self._gearman.submit_many(
-                [job._replace(function=self._codec.function(job.function)) for job in jobs],
-                timeout=seconds,
-                on_end=ended,
-            )
+            self._gearman.submit_many(jobs, timeout=seconds, on_end=ended)
         except GearmanTimeout:
-            raise self._codec.timed_out((job.function for job in jobs), seconds, timeout) from None
+            names = (entry.job_name for entry in entries)
+            raise self._codec.timed_out(names, seconds, timeout) from None
         return [outcomes[index] for index in range(len(jobs))]
 
     def submit_batch(
