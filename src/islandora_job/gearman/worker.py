@@ -360,15 +360,18 @@ class GearmanWorker:
         log.debug("connected to gearmand at %s", server.address)
         self._send(server, b"".join(hello))
 
-    def _drop(self, server: _Server) -> None:
+    def _drop(self, server: _Server, linger: float = 0.0) -> None:
+        """Forget the server's connection and close it (with ``linger``, see
+        Connection.close, unless it is still connecting or output was left unsent)."""
         conn, server.conn = server.conn, None
         server.ready = False
+        unsent = bool(server.out)
         server.out.clear()
         server.events = 0
         if conn is not None:
             if self._selector is not None:
                 self._selector.unregister(conn)
-            conn.close()
+            conn.close(linger=0.0 if conn.connecting or unsent else linger)
 
     def _lost(self, server: _Server, exc: BaseException) -> None:
         self._drop(server)
@@ -507,17 +510,9 @@ class GearmanWorker:
         # One linger for all: a stopped server must not hold up the exit once per server.
         deadline = time.monotonic() + _CLOSE_LINGER
         for server in self._servers:
-            conn, server.conn = server.conn, None
-            server.ready = False
-            unsent, server.out = bool(server.out), bytearray()
-            server.events = 0
-            if conn is not None:
-                if self._selector is not None:
-                    self._selector.unregister(conn)
-                # Half-close and wait for gearmand to close: the last result sent is
-                # then surely read by the server before the socket goes away.
-                linger = max(deadline - time.monotonic(), 1e-3)
-                conn.close(linger=0.0 if conn.connecting or unsent else linger)
+            # Half-close and wait for gearmand to close: the last result sent is then
+            # surely read by the server before the socket goes away.
+            self._drop(server, linger=max(deadline - time.monotonic(), 1e-3))
 
     def _drain_wakeups(self) -> None:
         try:
