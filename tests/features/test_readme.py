@@ -75,6 +75,10 @@ def test_the_readme_examples_run(
         finally:
             pool.stop()
             workers.stop_workers(grace=5)
+            # The README's job module names are common ones ("myjobs"): leave none of them
+            # imported for another test of this process, whose own module has that name.
+            for name in modules[len(MODULES) :]:
+                sys.modules.pop(name, None)
 
 
 def _run_shell(code: str, env: dict[str, str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,5 +35,7 @@ def test_the_readme_examples_pass(pytester: pytest.Pytester, monkeypatch: pytest
     )
     for name in ("ISLANDORA_JOB_SERVERS", "ISLANDORA_JOB_TEMP_DIR", "ISLANDORA_JOB_MODULES"):
         monkeypatch.delenv(name, raising=False)
+    # In process: a "myjobs" another test imported must not stand in for this one.
+    monkeypatch.delitem(sys.modules, "myjobs", raising=False)
     result = pytester.runpytest("--gearman-backend=embedded")
     result.assert_outcomes(passed=2)
