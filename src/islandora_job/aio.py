@@ -28,13 +28,7 @@ from islandora_job.api import (
     batch_succeeded,
 )
 from islandora_job.config import Settings
-from islandora_job.gearman.client import (
-    _BACKGROUND,
-    _FOREGROUND,
-    Job,
-    ServerError,
-    _submit_packet,
-)
+from islandora_job.gearman.client import Job, ServerError, submit_packets
 from islandora_job.gearman.connection import Connection, ServerUnavailable, parse_address
 from islandora_job.gearman.protocol import (
     Magic,
@@ -304,8 +298,7 @@ class AsyncJobClient:
         """Send the submits in one write; return the link and, in job order, each ticket's
         future (it may be done already: replies come while the write drains)."""
         link = await self._connection()
-        kinds = _BACKGROUND if background else _FOREGROUND
-        data = b"".join(_submit_packet(job, kinds) for job in jobs)
+        data = submit_packets(jobs, background=background)
         loop = asyncio.get_running_loop()
         futures: dict[int, asyncio.Future[Event]] = {}
         # Tickets are handed out in the order the packets go: no await in between.

@@ -548,6 +548,16 @@ class JobClient:
 
 
 _local = threading.local()
+
+
+def _forget_clients() -> None:
+    # A forked child must not use the parent's connections (nor close them: the socket is
+    # shared): it makes clients of its own.
+    global _local
+    _local = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_clients)
 # Set while the default servers must not be used (see `refusing_default_servers`).
 _refusals: list[str] = []
 
@@ -573,7 +583,7 @@ def refusing_default_servers(reason: str) -> Iterator[None]:
 def _client() -> JobClient:
     """This thread's client for the settings in force (resolved once per call), replaced
     when they change; NoServerChosen while the default servers are refused."""
-    resolved, pid = config.settings(), os.getpid()
+    resolved = config.settings()
     # Identity, not equality: servers set anywhere are a tuple of their own, even when they
     # name 127.0.0.1:4730 too; only the unset default is this object.
     if _refusals and resolved.servers is config.DEFAULT_SERVERS:
@@ -583,16 +593,12 @@ def _client() -> JobClient:
             "(gearman_server) in the test's arguments, or set ISLANDORA_JOB_SERVERS or "
             "configure(servers=...) to use a server of your own"
         )
-    cached: tuple[int, JobClient] | None = getattr(_local, "client", None)
-    if cached is not None:
-        owner, client = cached
-        if owner == pid and (client.settings is resolved or client.settings == resolved):
+    client: JobClient | None = getattr(_local, "client", None)
+    if client is not None:
+        if client.settings is resolved or client.settings == resolved:
             return client
-        if owner == pid:
-            client.close()
-        # After a fork the socket is the parent's: leave it to the parent.
-    client = JobClient(settings=resolved)
-    _local.client = (pid, client)
+        client.close()
+    client = _local.client = JobClient(settings=resolved)
     return client
 
 

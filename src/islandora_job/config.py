@@ -82,7 +82,22 @@ _ENV_NAMES = (
     ENV_SITE,
     ENV_TIMEOUT,
 )
-_cached: tuple[tuple[object, ...], Settings] | None = None
+# The last resolution: its inputs, the working directory when a relative temp dir made it
+# depend on it (else None), and the settings.
+_cached: tuple[tuple[object, ...], str | None, Settings] | None = None
+# The variables as os.environ keeps them for the system (bytes on POSIX): a lookup there
+# spares encoding each name and decoding each value, most of the cost of a call that finds
+# nothing changed. os.environ's writes go through that mapping at once.
+_ENV_KEYS = tuple(getattr(os.environ, "encodekey", str)(name) for name in _ENV_NAMES)
+
+
+def _environment() -> tuple[object, ...]:
+    """The raw values of the variables settings() reads, to notice a change."""
+    env = os.environ
+    raw: Mapping[object, object] | None = getattr(env, "_data", None)
+    if raw is None:  # not CPython's os.environ (replaced, or another Python)
+        return tuple(env.get(name) for name in _ENV_NAMES)
+    return tuple(map(raw.get, _ENV_KEYS))
 
 
 def parse_server(server: str) -> str:
@@ -210,16 +225,19 @@ def settings() -> Settings:
     Raises ValueError naming the variable when an environment variable is malformed.
     """
     global _cached
-    env = os.environ
     # Callers resolve once per call; still, parse only when an input changed.
-    key = (_overrides, _layered, *(env.get(name) for name in _ENV_NAMES), os.getcwd())
-    if _cached is not None and _cached[0] == key:
-        return _cached[1]
+    key = (_overrides, _layered, _environment())
+    cached = _cached
+    if cached is not None and cached[0] == key and (cached[1] is None or cached[1] == os.getcwd()):
+        return cached[2]
+    env = os.environ
     o = _over(_layered, _overrides)
     temp_dir = o.temp_dir
     if temp_dir is None:
         given = env.get(ENV_TEMP_DIR)
         temp_dir = Path(given) if given else default_temp_dir()
+    # A relative temp dir is relative to the working directory of the moment.
+    cwd = None if temp_dir.is_absolute() else os.getcwd()
     resolved = Settings(
         servers=(
             o.servers
@@ -243,7 +261,7 @@ def settings() -> Settings:
             else _from_env(ENV_TIMEOUT, parse_timeout, None, env)
         ),
     )
-    _cached = (key, resolved)
+    _cached = (key, cwd, resolved)
     return resolved
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import cast
 
 from islandora_job.config import DEFAULT_MAX_PAYLOAD, ENV_MAX_PAYLOAD, ENV_RESULTS
@@ -57,13 +59,30 @@ def _too_large(what: str, size: int, limit: int) -> PayloadError:
     )
 
 
+def _not_json(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 # allow_nan=False: NaN and Infinity are not JSON, and other languages reject them. One
-# encoder for every payload: json.dumps with options builds a new one per call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+# encoder for every payload: json.dumps (and JSONEncoder.encode) build a new one per call,
+# which is most of the cost of a small payload. Without a table of the containers being
+# encoded (markers None, which also keeps it safe to share between threads) a value that
+# contains itself raises RecursionError, reported as such below.
+_ENCODE: Callable[[object], Iterable[str]] = (
+    json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).iterencode
+    if c_make_encoder is None
+    else partial(
+        c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, False),
+        _current_indent_level=0,
+    )
+)
 
 
 def _dumps(value: object) -> bytes:
-    return _ENCODER.encode(value).encode()
+    try:
+        return "".join(_ENCODE(value)).encode()
+    except RecursionError:
+        raise ValueError("a value contains itself, or is nested too deeply") from None
 
 
 def encode(
@@ -80,7 +99,10 @@ def encode(
     """
     check_job_name(job_name)
     try:
-        obj: dict[str, object] = {"func": job_name, "args": list(args)}
+        # A tuple is encoded as a list; any other sequence is made one first.
+        if not isinstance(args, list | tuple):
+            args = list(args)
+        obj: dict[str, object] = {"func": job_name, "args": args}
         if json_result:
             obj[RESULT_KEY] = RESULT_JSON
         data = _dumps(obj)

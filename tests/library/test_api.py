@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -176,6 +177,33 @@ def test_module_functions_follow_configure(start) -> None:
     finally:
         islandora_job.restore(previous)
     assert islandora_job.submit("hello") == "hello world"
+
+
+def test_a_forked_child_submits_on_a_connection_of_its_own(start, gearman_server) -> None:
+    start()
+    assert islandora_job.submit("add", 1, 1) == 2  # this process's client is connected now
+    before = connections_to(gearman_server.port)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            # Both the child and the parent submit at once: a shared socket would mix up
+            # their replies.
+            ok = all(islandora_job.submit("add", i, 1) == i + 1 for i in range(50))
+            os.write(write, str(os.getpid()).encode() if ok else b"wrong")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    assert all(islandora_job.submit("add", i, 2) == i + 2 for i in range(50))
+    with os.fdopen(read) as pipe:
+        said = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and said == str(pid)
+    # The parent's connection is still its own and still serves it.
+    assert islandora_job.submit("add", 2, 2) == 4
+    assert before <= connections_to(gearman_server.port)
 
 
 def test_a_job_client_is_bound_to_its_servers(start, gearman_server) -> None:

@@ -2,8 +2,8 @@
 
 A client holds at most one connection per server, each with a sans-I/O
 :class:`~islandora_job.gearman.tracker.ReplyTracker` that matches replies to requests; one
-read loop (``_next``) feeds it. A client holds at most one connection per server and submits on the first server of its
-list that accepts a connection; when that connection dies, the next call connects again,
+read loop (``_events``) feeds it. It submits on the first server of its list that accepts a
+connection; when that connection dies, the next call connects again,
 starting from the first server. A submit that fails before gearmand acknowledged it is
 retried once on a fresh connection (the job's unique id makes a repeat harmless). Not safe
 for use from several threads at once.
@@ -12,7 +12,8 @@ for use from several threads at once.
 from __future__ import annotations
 
 import enum
-import random
+import itertools
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -51,6 +52,7 @@ __all__ = [
     "Priority",
     "ServerError",
     "ServerUnavailable",
+    "submit_packets",
 ]
 
 _T = PacketType
@@ -102,24 +104,6 @@ class ServerError(Exception):
         self.message = message
 
 
-# The version (4) and RFC 4122 variant bits of a UUID, as uuid.UUID(version=4) sets them.
-_UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
-
-
-def _unique(unique: str | None) -> bytes:
-    if unique is None:
-        # A version 4 UUID from the pseudo-random generator (reseeded in forked children):
-        # unique ids need uniqueness, not secrecy, and this spares a getrandom() per job.
-        # Formatted here rather than through uuid.UUID: a third of the cost, on the hot path.
-        n = random.getrandbits(128) & _UUID4_KEEP | _UUID4_SET
-        h = f"{n:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode()
-    if "\0" in unique:
-        raise ValueError(f"unique id {unique!r} contains a NUL byte; remove it")
-    return unique.encode("utf-8", "surrogateescape")
-
-
 class Job(NamedTuple):
     """One job to submit: its function, its data, its unique id (None: a fresh uuid4) and
     its priority."""
@@ -130,18 +114,83 @@ class Job(NamedTuple):
     priority: Priority = Priority.NORMAL
 
 
+# Fresh unique ids are version 4 UUIDs whose first half is random per process and whose
+# second half counts up from a random start: as unlikely to repeat as random ones (unique
+# ids need uniqueness, not secrecy), at a third of the cost on the submit path. A forked
+# child draws a prefix of its own.
+_prefix = b""
+_counter = itertools.count()
+
+
+def _fresh_prefix() -> None:
+    global _prefix, _counter
+    h = os.urandom(8).hex()
+    _prefix = f"{h[:8]}-{h[8:12]}-4{h[13:]}-".encode()
+    _counter = itertools.count(int.from_bytes(os.urandom(8), "big") >> 2)
+
+
+_fresh_prefix()
+os.register_at_fork(after_in_child=_fresh_prefix)
+
+
+def _unique(unique: str | None) -> bytes:
+    if unique is None:
+        n = next(_counter)
+        # The RFC 4122 variant bits (10) start the fourth group.
+        return b"%b%04x-%012x" % (_prefix, 0x8000 | (n >> 48) & 0x3FFF, n & 0xFFFFFFFFFFFF)
+    if "\0" in unique:
+        raise ValueError(f"unique id {unique!r} contains a NUL byte; remove it")
+    return unique.encode("utf-8", "surrogateescape")
+
+
 _REQ = Magic.REQ.value
+_NUL = b"\0"
 
 
-def _submit_packet(job: Job, kinds: dict[Priority, PacketType]) -> bytes:
-    priority = job.priority
-    if not isinstance(priority, Priority):
-        raise TypeError(f"priority must be a Priority, not {priority!r}")
-    # Framed here rather than by protocol.request, whose checks function_name and _unique have made
-    # already: this runs once per job of a pipelined batch, and request() costs several
-    # times more.
-    body = b"\0".join((function_name(job.function), _unique(job.unique), _payload(job.data)))
-    return _HEADER.pack(_REQ, kinds[priority], len(body)) + body
+def submit_packets(
+    jobs: Sequence[tuple[str, bytes] | Job],
+    *,
+    background: bool,
+    priority: Priority = Priority.NORMAL,
+) -> bytes:
+    """The SUBMIT_JOB* packets of ``jobs`` (foreground or background), in one piece; a job
+    given as a (function, data) pair gets a fresh unique id and ``priority``.
+
+    Raises TypeError for a function name that is not a str, data that is not bytes or a
+    priority that is not a Priority, ValueError for an empty name or a NUL byte in a name or
+    unique id.
+    """
+    # Framed here rather than by protocol.request (whose checks function_name and _unique
+    # make already): this runs once per job of a pipelined batch, and request() costs
+    # several times more. Each function name is checked once a call.
+    kinds = _BACKGROUND if background else _FOREGROUND
+    names: dict[str, bytes] = {}
+    parts: list[bytes] = []
+    append = parts.append
+    for job in jobs:
+        if len(job) == 2:
+            (function, data), unique, job_priority = job, None, priority
+        else:
+            function, data, unique, job_priority = job  # a Job
+        raw = names.get(function)
+        if raw is None:
+            raw = names[function] = function_name(function)
+        try:
+            kind = kinds.get(job_priority)
+        except TypeError:  # unhashable
+            kind = None
+        if kind is None:
+            raise TypeError(f"priority must be a Priority, not {job_priority!r}")
+        if type(data) is not bytes:
+            data = _payload(data)
+        uid = _unique(unique)
+        append(_HEADER.pack(_REQ, kind, len(raw) + len(uid) + len(data) + 2))
+        append(raw)
+        append(_NUL)
+        append(uid)
+        append(_NUL)
+        append(data)
+    return b"".join(parts)
 
 
 def _within(limit: float, deadline: float | None) -> float:
@@ -156,6 +205,14 @@ def _payload(data: bytes) -> bytes:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"job data must be bytes, not {type(data).__name__}; encode it first")
     return bytes(data)
+
+
+# What a call is waiting for, said in its errors: made only when one is raised.
+_Describe = Callable[[], str]
+
+
+def _says(text: str) -> _Describe:
+    return lambda: text
 
 
 @dataclass
@@ -231,12 +288,15 @@ class GearmanClient:
         self._links[index] = link
         try:
             link.tracker.asked_option("exceptions")
-            self._send(index, link, request(_T.OPTION_REQ, b"exceptions"), deadline, "OPTION_REQ")
-            event = None
-            while not isinstance(event, OptionAccepted):
-                event = self._next(
-                    index, link, deadline, "OPTION_REQ", ack_timeout=self.connect_timeout
+            what = _says("OPTION_REQ")
+            self._send(index, link, request(_T.OPTION_REQ, b"exceptions"), deadline, what)
+            while not any(
+                isinstance(event, OptionAccepted)
+                for event in self._events(
+                    index, link, deadline, what, ack_timeout=self.connect_timeout
                 )
+            ):
+                pass
         except (GearmanTimeout, ProtocolError, ServerError) as exc:
             self._drop(index)
             raise ServerUnavailable(
@@ -281,31 +341,33 @@ class GearmanClient:
         self._suspects[index] = time.monotonic() + _SUSPECT_SECONDS
 
     def _send(
-        self, index: int, link: _Link, data: bytes, deadline: float | None, what: str
+        self, index: int, link: _Link, data: bytes, deadline: float | None, what: _Describe
     ) -> None:
-        """Send within the time left (``connect_timeout`` without a deadline)."""
+        """Send within the time left (``connect_timeout`` without a deadline); ``what()``
+        names what is sent in errors."""
         timeout = self.connect_timeout if deadline is None else _within(float("inf"), deadline)
         try:
             link.conn.send(data, timeout)
         except TimeoutError as exc:
             self._hung(index)
-            raise GearmanTimeout(f"{what}: {exc}", link.tracker.running) from None
+            raise GearmanTimeout(f"{what()}: {exc}", link.tracker.running) from None
         except ServerUnavailable:
             self._drop(index)
             raise
 
-    def _next(
+    def _events(
         self,
         index: int,
         link: _Link,
         deadline: float | None,
-        what: str,
+        what: _Describe,
         *,
         ack_timeout: float | None = None,
-    ) -> Event | None:
-        """The one read loop: read the next packet before ``deadline`` and return the event
-        it makes. While an acknowledgement is awaited the wait is also bounded by
-        ``ack_timeout`` (default: the client's). Any failure closes the connection."""
+    ) -> list[Event]:
+        """The one read loop: read before ``deadline`` what packets come (at least one) and
+        return the events they make (maybe none), in order. While an acknowledgement is
+        awaited the wait is also bounded by ``ack_timeout`` (default: the client's). Any
+        failure closes the connection; ``what()`` names what was awaited in the error."""
         conn, tracker = link.conn, link.tracker
         bound = self.ack_timeout if ack_timeout is None else ack_timeout
         while True:
@@ -320,8 +382,14 @@ class GearmanClient:
             try:
                 if timeout <= 0:
                     raise TimeoutError
-                packet = conn.read_packet(timeout)
-                event = tracker.receive(packet)
+                # Pipelined replies come by the hundred a read: one call takes them all.
+                events = []
+                for packet in conn.read_packets(timeout):
+                    event = tracker.receive(packet)
+                    if event is not None:
+                        events.append(event)
+                        if isinstance(event, ServerErrored):
+                            break
             except TimeoutError:
                 if deadline is None and not tracker.awaiting_ack:
                     continue
@@ -330,7 +398,7 @@ class GearmanClient:
                 else:
                     self._drop(index)
                 raise GearmanTimeout(
-                    f"{what}: no answer from gearmand at {conn.address} within "
+                    f"{what()}: no answer from gearmand at {conn.address} within "
                     f"{max(timeout, 0):g} s",
                     tracker.running,
                 ) from None
@@ -340,10 +408,10 @@ class GearmanClient:
             except ProtocolError as exc:
                 self._drop(index)
                 raise type(exc)(f"{exc} (gearmand at {conn.address})") from None
-            if isinstance(event, ServerErrored):
+            if events and isinstance(events[-1], ServerErrored):
                 self._drop(index)
-                raise ServerError(conn.address, event.code, event.message)
-            return event
+                raise ServerError(conn.address, events[-1].code, events[-1].message)
+            return events
 
     def _remember(self, handle: str, index: int) -> None:
         handles = self._handle_servers
@@ -362,38 +430,51 @@ class GearmanClient:
         deadline: float | None,
         describe: Callable[[ReplyTracker, int], str],
         on_event: Callable[[int, Event], None] | None = None,
-    ) -> tuple[int, list[Event]]:
+    ) -> tuple[int, list[Event | None]]:
         """Send submit packets for ``functions`` and read until each job is created
         (background) or has ended (foreground); return the server's index and, per job in
         order, its JobCreated or JobEnded. ``describe(tracker, left)`` names what is awaited
-        in errors; ``on_event(index, event)`` sees each event of these jobs as it comes. A server lost before it acknowledged anything is tried once more on a
-        fresh connection (the unique ids make a repeat harmless)."""
-        wanted = JobCreated if background else JobEnded
+        in errors (called only then); ``on_event(index, event)`` sees each event of these
+        jobs as it comes. A server lost before it acknowledged anything is tried once more
+        on a fresh connection (the unique ids make a repeat harmless)."""
+        count = len(functions)
         for attempt in (0, 1):
             index, link = self._submit_link(deadline)
-            tickets = [link.tracker.submitted(f, background=background) for f in functions]
-            index_of = {ticket: position for position, ticket in enumerate(tickets)}
-            outcomes: dict[int, Event] = {}
+            tracker = link.tracker
+            # The tickets of this call are first .. first + count - 1, in job order.
+            first = tracker.submitted_many(functions, background=background)
+            outcomes: list[Event | None] = [None] * count
+            left = count
             acknowledged = False
+
+            # Called only during this attempt, so reading its variables late is right.
+            def what() -> str:
+                return describe(tracker, left)  # noqa: B023
+
             try:
-                self._send(index, link, data, deadline, describe(link.tracker, len(tickets)))
-                while len(outcomes) < len(tickets):
-                    what = describe(link.tracker, len(tickets) - len(outcomes))
-                    event = self._next(index, link, deadline, what)
-                    if event is None:
-                        continue
-                    if isinstance(event, JobCreated):
-                        acknowledged = True
-                    if isinstance(event, wanted):
-                        outcomes[event.ticket] = event
-                    if on_event is not None and isinstance(
-                        event, JobCreated | JobEnded | JobProgress
-                    ):
-                        on_event(index_of[event.ticket], event)
+                self._send(index, link, data, deadline, what)
+                while left:
+                    for event in self._events(index, link, deadline, what):
+                        if isinstance(event, JobCreated):
+                            acknowledged = True
+                            position = event.ticket - first
+                            if background:
+                                outcomes[position] = event
+                                left -= 1
+                        elif isinstance(event, JobEnded):
+                            position = event.ticket - first
+                            outcomes[position] = event
+                            left -= 1
+                        elif isinstance(event, JobProgress):
+                            position = event.ticket - first
+                        else:
+                            continue
+                        if on_event is not None:
+                            on_event(position, event)
             except ServerUnavailable as exc:
                 self._drop(index)
                 if acknowledged:
-                    raise ServerUnavailable(f"{what} is lost: {exc}") from exc
+                    raise ServerUnavailable(f"{what()} is lost: {exc}") from exc
                 if attempt:
                     raise
                 continue
@@ -402,7 +483,7 @@ class GearmanClient:
                 # still carries these jobs' replies, so no later call may read them.
                 self._drop(index)
                 raise
-            return index, [outcomes[ticket] for ticket in tickets]
+            return index, outcomes
         raise AssertionError("unreachable")  # pragma: no cover
 
     def submit(
@@ -444,11 +525,10 @@ class GearmanClient:
         """
         if not jobs:
             return []
-        batch = [job if isinstance(job, Job) else Job(*job, None, priority) for job in jobs]
-        data = b"".join(_submit_packet(job, _FOREGROUND) for job in batch)
-        functions = [job.function for job in batch]
+        data = submit_packets(jobs, background=False, priority=priority)
+        functions = [job[0] for job in jobs]
         deadline = None if timeout is None else time.monotonic() + timeout
-        if len(batch) == 1:
+        if len(functions) == 1:
             name = f"job {functions[0]!r}"
 
             def describe(tracker: ReplyTracker, left: int) -> str:
@@ -456,7 +536,7 @@ class GearmanClient:
                 return f"{name} ({running[0]})" if running else name
 
         else:
-            whole = f"batch of {len(batch)} jobs"
+            whole = f"batch of {len(functions)} jobs"
 
             def describe(tracker: ReplyTracker, left: int) -> str:
                 return f"{whole} ({left} not ended)"
@@ -496,22 +576,24 @@ class GearmanClient:
         """Queue many jobs with one write; return their handles in input order."""
         if not jobs:
             return []
-        batch = [job if isinstance(job, Job) else Job(*job, None, priority) for job in jobs]
-        data = b"".join(_submit_packet(job, _BACKGROUND) for job in batch)
+        data = submit_packets(jobs, background=True, priority=priority)
+        functions = [job[0] for job in jobs]
         what = (
-            f"background job {batch[0].function!r}"
-            if len(batch) == 1
-            else (f"{len(batch)} background jobs")
+            f"background job {functions[0]!r}"
+            if len(functions) == 1
+            else (f"{len(functions)} background jobs")
         )
-        return self._background(data, [job.function for job in batch], what)
+        return self._background(data, functions, what)
 
     def _background(self, data: bytes, functions: Sequence[str], what: str) -> list[str]:
         index, events = self._run(
             data, functions, background=True, deadline=None, describe=lambda _t, _n: what
         )
         handles = [event.handle for event in events if isinstance(event, JobCreated)]
-        for handle in handles:
-            self._remember(handle, index)
+        # With one server there is only one to ask about a handle (see get_status).
+        if len(self._addresses) > 1:
+            for handle in handles:
+                self._remember(handle, index)
         return handles
 
     # -- status -----------------------------------------------------------------------
@@ -532,17 +614,20 @@ class GearmanClient:
             try:
                 link = self._link(index, None)
                 link.tracker.asked_status(raw)
-                self._send(index, link, packet, None, f"status of {handle}")
-                event = None
-                while not isinstance(event, StatusAnswered):
-                    event = self._next(index, link, None, f"status of {handle}")
+                what = _says(f"status of {handle}")
+                self._send(index, link, packet, None, what)
+                answer = None
+                while answer is None:
+                    for event in self._events(index, link, None, what):
+                        if isinstance(event, StatusAnswered):
+                            answer = event.status
             except (ServerUnavailable, GearmanTimeout) as exc:
                 self._drop(index)
                 errors.append(str(exc))
                 continue
             answered = True
-            if event.status.known:
-                return event.status
+            if answer.known:
+                return answer
         if not answered:
             raise ServerUnavailable(f"cannot ask about job {handle}: " + "; ".join(errors))
         return JobStatus(handle, False, False, 0, 0)

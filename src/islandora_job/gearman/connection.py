@@ -6,6 +6,7 @@ decoder); it sends bytes and hands out decoded items one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import selectors
@@ -236,24 +237,35 @@ class Connection:
         connection's read timeout). Raises TimeoutError, ServerUnavailable or ProtocolError.
         """
         pending = self._pending
-        if pending:
-            return pending.popleft()
+        if not pending:
+            self._wait(timeout)
+        return pending.popleft()
+
+    def read_packets(self, timeout: float | None = -1.0) -> list[Any]:
+        """Return every decoded item there is (at least one), reading from the socket when
+        none is buffered; ``timeout`` and errors as for :meth:`read_packet`."""
+        pending = self._pending
+        if not pending:
+            self._wait(timeout)
+        items = list(pending)
+        pending.clear()
+        return items
+
+    def _wait(self, timeout: float | None) -> None:
+        """Read until at least one decoded item is buffered, for ``timeout`` seconds at most."""
+        pending = self._pending
         if timeout is not None and timeout < 0:
             timeout = self.read_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         remaining = timeout
         while not pending:
-            # The first read uses ``timeout`` as given, so that a caller passing the same
-            # value every time never changes the socket's timeout (a syscall each time).
-            try:
+            # A read may end early (see _fill): the deadline alone says when to give up.
+            with contextlib.suppress(TimeoutError):
                 self._fill(remaining)
-            except TimeoutError:
-                raise self._timed_out(timeout) from None
             if deadline is not None and not pending:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise self._timed_out(timeout)
-        return pending.popleft()
 
     def _timed_out(self, timeout: float | None) -> TimeoutError:
         return TimeoutError(f"no reply from gearmand at {self.address} within {timeout:g} s")
@@ -271,21 +283,28 @@ class Connection:
         return items
 
     def _fill(self, timeout: float | None) -> None:
+        """Read once, waiting ``timeout`` seconds at most (maybe less: TimeoutError then)."""
         if timeout is not None and timeout < _MIN_TIMEOUT:
             # SO_RCVTIMEO 0 means "wait forever": poll without waiting instead.
             items = self._recv(wait=False)
             if not items:
                 raise TimeoutError
         else:
-            if timeout != self._timeout and self._sock is not None:
-                seconds = timeout or 0.0
-                whole = int(seconds)
-                self._sock.setsockopt(
-                    socket.SOL_SOCKET,
-                    socket.SO_RCVTIMEO,
-                    _TIMEVAL.pack(whole, int((seconds - whole) * 1_000_000)),
-                )
-                self._timeout = timeout
+            current = self._timeout
+            # Setting SO_RCVTIMEO is a system call: keep the one set while it ends the wait
+            # in time and not much too early (a quarter of it), else set half the time left.
+            # Calls that each wait a little less than the last (a deadline drawing nearer)
+            # then change it seldom; the read that ends early is followed by another.
+            if timeout is None or current is None or not timeout / 4 <= current <= timeout:
+                seconds = 0.0 if timeout is None else max(timeout / 2, _MIN_TIMEOUT)
+                if self._sock is not None and seconds != (current or 0.0):
+                    whole = int(seconds)
+                    self._sock.setsockopt(
+                        socket.SOL_SOCKET,
+                        socket.SO_RCVTIMEO,
+                        _TIMEVAL.pack(whole, int((seconds - whole) * 1_000_000)),
+                    )
+                self._timeout = seconds or None
             items = self._recv(wait=True)
         self._pending.extend(items)
 

@@ -12,6 +12,7 @@ in ``receive``; nothing here touches a socket.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .protocol import MAX_PACKET_SIZE, Packet, PacketType, ProtocolError
@@ -69,7 +70,7 @@ class JobStatus:
     denominator: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JobCreated:
     """gearmand acknowledged submit number ``ticket`` with ``handle``."""
 
@@ -77,7 +78,7 @@ class JobCreated:
     handle: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JobEnded:
     """Foreground job number ``ticket`` ended; ``result`` holds everything it sent."""
 
@@ -85,7 +86,7 @@ class JobEnded:
     result: JobResult
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JobProgress:
     """Foreground job number ``ticket`` reported progress (WORK_STATUS)."""
 
@@ -116,6 +117,8 @@ class ServerErrored:
     message: str
 
 
+# The events of jobs are not frozen dataclasses: one is made per reply, and a frozen one
+# costs twice as much to build. Nothing changes them after the tracker made them.
 Event = JobCreated | JobEnded | JobProgress | StatusAnswered | OptionAccepted | ServerErrored
 
 
@@ -209,10 +212,17 @@ class ReplyTracker:
 
     def submitted(self, function: str, *, background: bool) -> int:
         """Record a submit just sent; returns its ticket."""
-        ticket = self._next_ticket
-        self._next_ticket += 1
-        self._created.append((ticket, function, background))
-        return ticket
+        return self.submitted_many((function,), background=background)
+
+    def submitted_many(self, functions: Sequence[str], *, background: bool) -> int:
+        """Record submits just sent, in order; returns the first one's ticket (the others
+        follow it)."""
+        first = self._next_ticket
+        self._next_ticket = first + len(functions)
+        self._created.extend(
+            (ticket, function, background) for ticket, function in enumerate(functions, first)
+        )
+        return first
 
     def asked_status(self, handle: bytes) -> None:
         """Record a GET_STATUS just sent."""
@@ -254,21 +264,26 @@ class ReplyTracker:
         Raises ProtocolError on a packet that answers nothing this connection asked.
         """
         kind = packet.type
-        if kind in _WORK_TYPES:
-            return self._work(packet)
         if kind is _T.JOB_CREATED:
             if not self._created:
                 raise ProtocolError("JOB_CREATED from the server for no submit")
             ticket, function, background = self._created.popleft()
-            handle = handle_text(packet.args[0])
-            abandoned = ticket in self._abandoned
-            self._abandoned.discard(ticket)
+            raw = packet.args[0].rstrip(b"\0")
+            handle = raw.decode("utf-8", "surrogateescape")
+            abandoned = bool(self._abandoned) and ticket in self._abandoned
+            if abandoned:
+                self._abandoned.discard(ticket)
             if not background:
                 # An abandoned one too: gearmand sends its replies all the same.
                 job = _Running(ticket, JobResult(handle, function), abandoned=abandoned)
-                entry = self._running.setdefault(packet.args[0].rstrip(b"\0"), _Handle([]))
-                entry.jobs.append(job)
+                entry = self._running.get(raw)
+                if entry is None:
+                    self._running[raw] = _Handle([job])
+                else:
+                    entry.jobs.append(job)
             return None if abandoned else JobCreated(ticket, handle)
+        if kind in _WORK_TYPES:
+            return self._work(packet)
         if kind is _T.STATUS_RES:
             raw = packet.args[0].rstrip(b"\0")
             if not self._statuses or self._statuses[0] != raw:
