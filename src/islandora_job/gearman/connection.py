@@ -97,6 +97,8 @@ class Connection:
         self._recv_buffer = bytearray(_RECV_SIZE)
         self._recv_view = memoryview(self._recv_buffer)
         self._timeout: float | None = None
+        # Whether the last read filled the receive buffer (see receive()).
+        self._filled = False
         self.connecting = not wait
         try:
             if wait:
@@ -271,12 +273,16 @@ class Connection:
         return TimeoutError(f"no reply from gearmand at {self.address} within {timeout:g} s")
 
     def receive(self) -> list[Any]:
-        """Read what the socket holds now, without waiting (for selector loops), and return
-        every decoded item, buffered ones included.
+        """Read all the socket holds now, without waiting (for selector loops: an
+        edge-triggered one needs the socket drained), and return every decoded item,
+        buffered ones included.
 
         Raises ServerUnavailable on a closed or reset connection, ProtocolError on bad bytes.
         """
         items = self._recv(wait=False)
+        # A read that filled the buffer may have left bytes behind; a shorter one took all.
+        while self._filled:
+            items += self._recv(wait=False)
         if self._pending:
             items[:0] = self._pending
             self._pending.clear()
@@ -316,6 +322,7 @@ class Connection:
             # MSG_DONTWAIT reads the blocking socket without waiting (selector loops).
             size = sock.recv_into(self._recv_buffer, _RECV_SIZE, 0 if wait else socket.MSG_DONTWAIT)
         except BlockingIOError:
+            self._filled = False
             if not wait:
                 return []
             # A waiting read got EAGAIN: SO_RCVTIMEO ran out.
@@ -328,6 +335,7 @@ class Connection:
         if not size:
             self.close()
             raise ServerUnavailable(f"gearmand at {self.address} closed the connection")
+        self._filled = size == _RECV_SIZE
         try:
             return self.decoder.feed(self._recv_view[:size])
         except Exception:

@@ -31,12 +31,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import selectors
 import time
 from collections.abc import Callable, Sequence
 
 from .connection import Connection, ServerUnavailable, parse_address
-from .protocol import Packet, PacketType, ProtocolError, function_name, request
+from .protocol import Packet, PacketType, ProtocolError, function_name, request, trusted_request
 
 __all__ = ["GearmanWorker", "GrabRefused", "WorkFailure", "WorkerJob"]
 
@@ -56,6 +57,14 @@ _MAX_BACKLOG = 4 * 1024 * 1024
 # While grabbing after a job finds nothing, every this many jobs grab anyway to notice a
 # backlog (see _after_job).
 _PROBE_EVERY = 8
+# epoll flags. Server sockets are edge-triggered (each arrival of bytes is one event, bytes
+# left unread raise none), so that a sleeping worker's wake-up can wait unread (see
+# _wake_up); EPOLLRDHUP tells a closing peer from bytes. Every read drains the socket.
+_IN = select.EPOLLIN
+_OUT = select.EPOLLOUT
+_EDGE = select.EPOLLET | select.EPOLLRDHUP
+_READABLE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
+_WORK_COMPLETE = _T.WORK_COMPLETE
 
 
 class WorkFailure(Exception):
@@ -141,6 +150,7 @@ class _Server:
         "probing",
         "ready",
         "retry_at",
+        "send_job",
         "sleeping",
     )
 
@@ -170,6 +180,12 @@ class _Server:
         self.out = bytearray()
         self.events = 0
         self.flush_by = 0.0
+        # What the connection's jobs send their progress packets through (see _job_sender).
+        self.send_job: Callable[[bytes], None] = _not_connected
+
+
+def _not_connected(data: bytes) -> None:
+    raise ServerUnavailable("not connected to gearmand")
 
 
 def _deadline(server: _Server) -> float | None:
@@ -218,7 +234,9 @@ class GearmanWorker:
         self._servers = [_Server(*parse_address(s), backoff_start) for s in servers]
         self._handlers: dict[bytes, tuple[str, Handler]] = {}
         self._stop = False
-        self._selector: selectors.BaseSelector | None = None
+        self._poller: select.epoll | None = None
+        # The server of each socket in the poller.
+        self._by_fd: dict[int, _Server] = {}
         # How many servers wait for a retry, a connect or a flush (zero on the hot path).
         self._timed = 0
         self._wake_read, self._wake_write = os.pipe()
@@ -286,32 +304,42 @@ class GearmanWorker:
             raise RuntimeError("register at least one function before calling work()")
         if self._wake_read < 0:
             raise RuntimeError("this worker is closed; create a new one")
-        selector = selectors.DefaultSelector()
-        self._selector = selector
-        selector.register(self._wake_read, selectors.EVENT_READ, None)
+        poller = select.epoll()
+        self._poller = poller
+        wake = self._wake_read
+        # Level-triggered: the pipe is drained at every event anyway.
+        poller.register(wake, _IN)
+        by_fd = self._by_fd
+        # select.epoll, not the selectors module: its wrapper is Python run twice a job.
+        poll = poller.poll
+        most = len(self._servers) + 1
         try:
             for server in self._servers:
                 self._connect(server)
             while not self._stop:
-                events = selector.select(self._timer_timeout() if self._timed else None)
-                for key, mask in events:
+                for fd, mask in poll(self._timer_timeout() if self._timed else -1, most):
                     if self._stop:
                         break
-                    server = key.data
-                    if server is None:
-                        self._drain_wakeups()
+                    peer = by_fd.get(fd)
+                    if peer is None:
+                        if fd == wake:
+                            self._drain_wakeups()
+                        continue  # a socket dropped while this batch was handled
+                    if mask == _IN and peer.sleeping:
+                        self._wake_up(peer)
                         continue
-                    if mask & selectors.EVENT_WRITE and server.out:
-                        self._flush(server)
-                    if mask & selectors.EVENT_READ or server.events == selectors.EVENT_WRITE:
-                        self._service(server)
+                    if mask & _OUT and peer.out:
+                        self._flush(peer)
+                    if mask & _READABLE or peer.events == _OUT:
+                        self._service(peer)
                 if self._timed:
                     self._timers_due()
             self._flush_all(time.monotonic() + _CLOSE_FLUSH)
         finally:
             self._disconnect_all()
-            self._selector = None
-            selector.close()
+            self._poller = None
+            self._by_fd.clear()
+            poller.close()
 
     # -- connections ------------------------------------------------------------------
     #
@@ -332,9 +360,11 @@ class GearmanWorker:
         server.conn = conn
         server.candidate = candidate
         server.retry_at = time.monotonic() + self.connect_timeout
-        assert self._selector is not None
-        self._selector.register(conn, selectors.EVENT_WRITE, server)
-        server.events = selectors.EVENT_WRITE
+        assert self._poller is not None
+        fd = conn.fileno()
+        self._poller.register(fd, _OUT | _EDGE)
+        self._by_fd[fd] = server
+        server.events = _OUT
         self._count_timed()
 
     def _connected(self, server: _Server, conn: Connection) -> None:
@@ -350,7 +380,8 @@ class GearmanWorker:
             # The host may have more addresses (IPv6 and IPv4): try the next one at once.
             self._connect(server, server.candidate + 1, exc)
             return
-        self._watch(server, selectors.EVENT_READ)
+        self._watch(server, _IN)
+        server.send_job = self._job_sender(server, conn)
         server.sleeping = False
         server.probing = False
         server.eager = True
@@ -368,9 +399,11 @@ class GearmanWorker:
         unsent = bool(server.out)
         server.out.clear()
         server.events = 0
+        server.send_job = _not_connected
         if conn is not None:
-            if self._selector is not None:
-                self._selector.unregister(conn)
+            fd = conn.fileno()
+            if self._by_fd.pop(fd, None) is not None and self._poller is not None:
+                self._poller.unregister(fd)
             conn.close(linger=0.0 if conn.connecting or unsent else linger)
 
     def _lost(self, server: _Server, exc: BaseException) -> None:
@@ -420,8 +453,8 @@ class GearmanWorker:
     # server's buffer, written when the selector says the socket is writable (see work()).
 
     def _watch(self, server: _Server, events: int) -> None:
-        if events != server.events and server.conn is not None and self._selector is not None:
-            self._selector.modify(server.conn, events, server)
+        if events != server.events and server.conn is not None and self._poller is not None:
+            self._poller.modify(server.conn.fileno(), events | _EDGE)
             server.events = events
 
     def _send(self, server: _Server, data: bytes) -> bool:
@@ -441,7 +474,7 @@ class GearmanWorker:
         if sent < len(data):
             server.out += memoryview(data)[sent:]
             server.flush_by = time.monotonic() + self.write_timeout
-            self._watch(server, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            self._watch(server, _IN | _OUT)
             self._count_timed()
         return True
 
@@ -460,7 +493,7 @@ class GearmanWorker:
             del server.out[:sent]
             server.flush_by = time.monotonic() + self.write_timeout
         if not server.out:
-            self._watch(server, selectors.EVENT_READ)
+            self._watch(server, _IN)
             self._count_timed()
 
     def _job_sender(self, server: _Server, conn: Connection) -> Callable[[bytes], None]:
@@ -532,13 +565,13 @@ class GearmanWorker:
             return
         try:
             for packet in conn.receive():
-                self._handle(server, conn, packet)
+                self._handle(server, packet)
                 if self._stop or server.conn is None:
                     return
         except (ServerUnavailable, ProtocolError) as exc:
             self._lost(server, exc)
 
-    def _handle(self, server: _Server, conn: Connection, packet: Packet) -> None:
+    def _handle(self, server: _Server, packet: Packet) -> None:
         kind = packet.type
         if kind is _T.JOB_ASSIGN_UNIQ or kind is _T.JOB_ASSIGN:
             if not server.probed:
@@ -549,9 +582,7 @@ class GearmanWorker:
             self._confirmed(server)
             if server.probing:
                 server.eager = True
-            reply = self._run(
-                self._job_sender(server, conn), packet, legacy=server.grab is _GRAB_PLAIN
-            )
+            reply = self._run(server.send_job, packet, legacy=server.grab is _GRAB_PLAIN)
             self._send(server, reply if self._stop else reply + self._after_job(server))
         elif kind is _T.NO_JOB and not server.probed:
             server.probed = True
@@ -565,9 +596,7 @@ class GearmanWorker:
             self._send(server, _PRE_SLEEP)
         elif kind is _T.NOOP:
             if server.sleeping:
-                server.sleeping = False
-                server.probing = False
-                self._send(server, server.grab)
+                self._wake_up(server)
         elif kind is _T.ERROR:
             code = packet.args[0].decode("utf-8", "replace")
             message = packet.args[1].decode("utf-8", "replace")
@@ -592,6 +621,19 @@ class GearmanWorker:
                 )
         else:
             raise ProtocolError(f"unexpected {kind.name} from gearmand at {server.address}")
+
+    def _wake_up(self, server: _Server) -> None:
+        """A sleeping worker woken by the server: grab.
+
+        The work loop calls this on bytes from a sleeping server without reading them: all
+        a server sends a sleeping worker is NOOP, so the grab goes out at once and the NOOP
+        is read with the answer to the grab, in one read after one wait (the socket is
+        edge-triggered, so the unread NOOP does not end the wait). An ERROR or a close is
+        read then too; a close that came with the bytes is read at once (EPOLLRDHUP).
+        """
+        server.sleeping = False
+        server.probing = False
+        self._send(server, server.grab)
 
     def _abilities(self) -> bytes:
         return b"".join(request(_T.CAN_DO, raw) for raw in self._handlers)
@@ -641,7 +683,8 @@ class GearmanWorker:
                     f"handler for {function!r} returned {type(result).__name__}, "
                     "expected bytes".encode()
                 )
-            return request(_T.WORK_COMPLETE, raw_handle, bytes(result))
+            # The handle came from the server split at NUL, the result is opaque: no checks.
+            return trusted_request(_WORK_COMPLETE, raw_handle, bytes(result))
         except WorkFailure as failure:
             return self._failure(raw_handle, failure.data, legacy)
         except Exception as exc:
