@@ -65,6 +65,8 @@ _OUT = select.EPOLLOUT
 _EDGE = select.EPOLLET | select.EPOLLRDHUP
 _READABLE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 _WORK_COMPLETE = _T.WORK_COMPLETE
+# A tuple, not ``bytes | bytearray | memoryview``: the union would be built at every job.
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 class WorkFailure(Exception):
@@ -678,7 +680,7 @@ class GearmanWorker:
             if entry is None:
                 raise WorkFailure(f"no handler registered for function {function!r}".encode())
             result = entry[1](job)
-            if not isinstance(result, bytes | bytearray | memoryview):
+            if not isinstance(result, _BYTES_LIKE):
                 raise WorkFailure(
                     f"handler for {function!r} returned {type(result).__name__}, "
                     "expected bytes".encode()

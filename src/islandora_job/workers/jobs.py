@@ -40,14 +40,20 @@ def handler(
     (bad payload, unregistered job, the job raised) raises WorkFailure with its JSON. With a
     site, jobs arrive on the functions `{site}_{job}`."""
 
+    # Bound once: the handler runs for every job.
+    set_current, reset_current = jobcontext.current.set, jobcontext.current.reset
+    decode_job, resolve = payload.decode_job, registry.resolve
+    encode_json, encode_text = payload.encode_result, payload.encode_text_result
+
     def handle(job: WorkerJob) -> bytes:
         # The job in hand, for islandora_job.progress() called from the job function.
-        token = jobcontext.current.set(job)
+        token = set_current(job)
         try:
-            name, args, json_result = payload.decode_job(
+            name, args, json_result = decode_job(
                 job.data, job.function, max_size=max_payload, site=site
             )
-            return encode_result(registry.resolve(name)(*args), json_result)
+            value = resolve(name)(*args)
+            return encode_json(value) if json_result else encode_text(value)
         except (payload.PayloadError, UnknownJob, RegistryError) as exc:
             log.warning("job %s on %r refused: %s", job.handle, job.function, exc)
             raise WorkFailure(payload.encode_failure(exc)) from exc
@@ -55,6 +61,6 @@ def handler(
             log.exception("job %s on %r raised", job.handle, job.function)
             raise WorkFailure(payload.encode_failure(exc)) from exc
         finally:
-            jobcontext.current.reset(token)
+            reset_current(token)
 
     return handle
