@@ -54,9 +54,11 @@ _CLOSE_FLUSH = 2.0
 # Bytes a handler's progress packets may pile up for one server before the handler waits
 # for the server to take them (or the server is dropped): memory stays bounded.
 _MAX_BACKLOG = 4 * 1024 * 1024
-# While grabbing after a job finds nothing, every this many jobs grab anyway to notice a
-# backlog (see _after_job).
+# While grabbing after a job finds nothing, grab anyway after this many jobs to notice a
+# backlog, twice as many after each such grab that finds nothing, up to _PROBE_MAX
+# (see _after_job).
 _PROBE_EVERY = 8
+_PROBE_MAX = 128
 # epoll flags. Server sockets are edge-triggered (each arrival of bytes is one event, bytes
 # left unread raise none), so that a sleeping worker's wake-up can wait unread (see
 # _wake_up); EPOLLRDHUP tells a closing peer from bytes. Every read drains the socket.
@@ -145,9 +147,10 @@ class _Server:
         "flush_by",
         "grab",
         "host",
-        "jobs",
         "out",
         "port",
+        "probe_every",
+        "probe_in",
         "probed",
         "probing",
         "ready",
@@ -167,10 +170,12 @@ class _Server:
         self.retry_at = 0.0
         self.sleeping = False
         # Grab right after a job (see GearmanWorker._after_job); ``probing`` while such a
-        # grab awaits its answer; ``jobs`` counts the jobs run.
+        # grab awaits its answer; ``probe_in`` jobs to go before the next such grab while
+        # not eager, ``probe_every`` jobs between two.
         self.eager = True
         self.probing = False
-        self.jobs = 0
+        self.probe_every = _PROBE_EVERY
+        self.probe_in = _PROBE_EVERY
         # GRAB_JOB_UNIQ, or GRAB_JOB once the server refused it (kept across reconnects);
         # ``probed`` once the first grab of the connection, sent before any CAN_DO, is answered.
         self.grab = _GRAB
@@ -592,6 +597,10 @@ class GearmanWorker:
         elif kind is _T.NO_JOB:
             self._confirmed(server)
             if server.probing:
+                server.probe_every = (
+                    _PROBE_EVERY if server.eager else min(server.probe_every * 2, _PROBE_MAX)
+                )
+                server.probe_in = server.probe_every
                 server.eager = False
             server.probing = False
             server.sleeping = True
@@ -647,10 +656,11 @@ class GearmanWorker:
         time (a client waiting for each result), the grab only earns NO_JOB and then
         PRE_SLEEP costs another exchange: sleeping at once halves the packets per job.
         gearmand answers PRE_SLEEP with NOOP at once when a job is waiting, so nothing is
-        missed either way. The choice follows what the last grab after a job found.
+        missed either way. The choice follows what the last grab after a job found; while
+        they find nothing, they come ever more rarely (each costs an exchange).
         """
-        server.jobs += 1
-        if server.eager or server.jobs % _PROBE_EVERY == 0:
+        server.probe_in -= 1
+        if server.eager or server.probe_in <= 0:
             server.probing = True
             server.sleeping = False
             return server.grab
