@@ -65,7 +65,8 @@ _PROBE_MAX = 128
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
 _EDGE = select.EPOLLET | select.EPOLLRDHUP
-_READABLE = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
+_CLOSING = select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
+_READABLE = select.EPOLLIN | _CLOSING
 _WORK_COMPLETE = _T.WORK_COMPLETE
 # A tuple, not ``bytes | bytearray | memoryview``: the union would be built at every job.
 _BYTES_LIKE = (bytes, bytearray, memoryview)
@@ -338,7 +339,12 @@ class GearmanWorker:
                     if mask & _OUT and peer.out:
                         self._flush(peer)
                     if mask & _READABLE or peer.events == _OUT:
+                        conn = peer.conn
                         self._service(peer)
+                        # A peer's close is one event, and a read that took its last bytes
+                        # stops short of the end: read on to it.
+                        if mask & _CLOSING and conn is not None and peer.conn is conn:
+                            self._service(peer)
                 if self._timed:
                     self._timers_due()
             self._flush_all(time.monotonic() + _CLOSE_FLUSH)
