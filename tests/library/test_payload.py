@@ -106,6 +106,33 @@ def test_bad_payloads_raise_payload_error_naming_the_problem(data: bytes, messag
         payload.decode(data, "echo")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"func":"echo","args":[1]}',
+        ' \n{"func": "echo", "args": [1]}\t\r\n',
+        '{"func":"echo","args":[1],"func":"echo"}',
+        '{"func":"echo","args":[NaN, -Infinity, 1e400, "\\u2603"]}',
+    ],
+)
+def test_payloads_decode_as_json_loads_reads_them(text: str) -> None:
+    # What our encoders write takes a shorter way than json.loads; any JSON reads the same.
+    expected = json.loads(text)
+    name, args = payload.decode(text.encode(), "echo")
+    assert (name, repr(args)) == (expected["func"], repr(expected["args"]))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"func":"echo","args":[]} x', b'{"func":"echo","args":[]}{}', b"\xef\xbb\xbf{}", b"[1,"],
+)
+def test_payloads_json_loads_refuses_are_refused_as_not_json(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        json.loads(data.decode("utf-8"))
+    with pytest.raises(PayloadError, match="not JSON"):
+        payload.decode(data, "echo")
+
+
 def test_a_payload_for_another_function_is_refused_naming_both() -> None:
     data = payload.encode("add", [1])
     with pytest.raises(PayloadError, match="names job 'add' but was sent on function 'hello'"):
