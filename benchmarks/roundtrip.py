@@ -2,6 +2,8 @@
 processes, against the C pair on the same gearmand: `gearman -N -f f` fed 2,000 lines, and
 `gearman -w -f f`, which without a command spawns nothing: it writes each job's data to its
 stdout and sends an empty result. The pairs take turns run by run, so load drifts hit all.
+The CPU per job of the native worker (under the C client) and of the C worker (under the C
+pair) is read from their CPU times: it moves less with the machine's load than jobs/s.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import psutil
 
 import islandora_job
 from benchmarks.common import (
@@ -29,6 +34,7 @@ from benchmarks.common import (
 from islandora_job import payload
 from islandora_job.config import settings, settings_env
 from islandora_job.gearman.client import GearmanClient
+from islandora_job.workers.pidfiles import pidfile_path, read_pidfile
 
 SECTION = "1 foreground"
 JOBS = 2000
@@ -138,6 +144,25 @@ def _start_cli_worker(address: str) -> subprocess.Popen[bytes]:
     return worker
 
 
+def cpu_per_job(
+    process: psutil.Process, jobs: int, measure: Callable[[int], float]
+) -> tuple[float, float]:
+    """Run measure(jobs) and return the process's CPU per job meanwhile, in µs (user + system)
+    and its jobs/s; psutil.NoSuchProcess when the process is gone."""
+    before = process.cpu_times()
+    rate = measure(jobs)
+    after = process.cpu_times()
+    used = (after.user - before.user) + (after.system - before.system)
+    return used / jobs * 1e6, rate
+
+
+def _native_worker(pidfile: str) -> psutil.Process:
+    pid = read_pidfile(pidfile_path(pidfile))
+    if pid is None:
+        raise RuntimeError(f"the native worker's pidfile {pidfile} names no process")
+    return psutil.Process(pid)
+
+
 def run(runs: int) -> list[Row]:
     """Measure every pair `runs` times, alternating; the CLI worker fewer times on fewer jobs.
 
@@ -151,14 +176,20 @@ def run(runs: int) -> list[Row]:
         "c_client": [],
         "c_worker": [],
     }
+    # CPU per job (µs) of the worker serving the C client: ours, and the C one.
+    cpu: dict[str, list[float]] = {"c": [], "c_client": []}
     with workdir("roundtrip") as where, gearmand(where / "gearmand") as server:
         address = server.address
         with job_settings(server, where):
             c_output = where / "c-worker.out"
             c_worker = _start_c_worker(address, c_output)
             try:
-                with native_workers(1, "roundtrip"):
-                    measures = {
+                with native_workers(1, "roundtrip") as names:
+                    servers = {
+                        "c": psutil.Process(c_worker.pid),
+                        "c_client": _native_worker(names[0]),
+                    }
+                    measures: dict[str, Callable[[int], float]] = {
                         "c": lambda n: c_client_rate(address, n, c_output),
                         "submit": submit_rate,
                         "protocol": lambda n: protocol_rate(address, n),
@@ -170,7 +201,11 @@ def run(runs: int) -> list[Row]:
                     for run_index in range(runs):
                         for name, measure in measures.items():
                             # The mixed pairs only explain a gap: fewer runs keep the time down.
-                            if run_index < MIXED_RUNS or name in ("c", "submit"):
+                            if name in cpu:
+                                used, rate = cpu_per_job(servers[name], JOBS, measure)
+                                cpu[name].append(used)
+                                pairs[name].append(rate)
+                            elif run_index < MIXED_RUNS or name == "submit":
                                 pairs[name].append(measure(JOBS))
             finally:
                 stop_process(c_worker)
@@ -217,6 +252,14 @@ def run(runs: int) -> list[Row]:
             mine.median >= API_TARGET * protocol.median,
         ),
         c_client,
+        Row(
+            SECTION,
+            "  native worker's CPU per job (user + system) under the C client",
+            "us",
+            Stats.of(cpu["c_client"]),
+            "C worker's under the C client",
+            Stats.of(cpu["c"]),
+        ),
         row("GearmanClient.submit + C worker", pairs["c_worker"]),
         row("islandora_job.submit() + --via-gearman-cli worker", cli, CLI_JOBS),
     ]
