@@ -6,10 +6,15 @@ NO_JOB), and sends its CAN_DOs only then: a server that refuses GRAB_JOB_UNIQ wi
 cannot hand this worker jobs: :meth:`GearmanWorker.work` raises :class:`GrabRefused` rather
 than idling. So a worker that a server lists with its functions is one that takes jobs.
 
-One connection per server, all watched by one selector together with a wake-up pipe, so
+One connection per server, all watched by one epoll together with a wake-up pipe, so
 that :meth:`GearmanWorker.request_stop` (safe to call from a signal handler) ends an idle
 wait at once while a running job still finishes and sends its result. A lost server is
 reconnected with capped exponential backoff while the other servers keep being served.
+
+A job that a client waits for costs the worker two waits, one read and two writes: woken
+while asleep, it grabs at once and reads the server's NOOP together with the job (the
+sockets are edge-triggered, so the unread NOOP does not end the next wait); it sends the
+result with PRE_SLEEP (see ``_after_job``).
 
 Writes never block: each server has its own outgoing buffer, written when the selector says
 the socket is writable. A server that takes none of it for ``write_timeout`` seconds (stopped,
