@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -126,10 +127,11 @@ def scripted() -> Iterator[ScriptedServer]:
 
 
 def _sleeping_worker(
-    server: ScriptedServer, handler: Callable[[WorkerJob], bytes]
+    server: ScriptedServer, handler: Callable[[WorkerJob], bytes], backoff: float = 0.01
 ) -> tuple[GearmanWorker, threading.Thread]:
-    """A worker of function "f" on the scripted server, brought to sleep there."""
-    worker = GearmanWorker([server.address], backoff_start=0.01, backoff_max=0.05)
+    """A worker of function "f" on the scripted server, brought to sleep there; it retries a
+    lost connection after ``backoff`` seconds."""
+    worker = GearmanWorker([server.address], backoff_start=backoff, backoff_max=backoff)
     worker.register("f", handler)
     thread = threading.Thread(target=worker.work, daemon=True)
     thread.start()
@@ -195,6 +197,33 @@ def test_a_server_closing_on_a_sleeping_worker_is_reconnected(
         scripted.accept(timeout=2)
         assert time.monotonic() - started < 1.0
         scripted.expect(T.GRAB_JOB_UNIQ)
+    finally:
+        _stop(worker, thread)
+
+
+def test_a_reset_connection_leaves_the_poller_with_the_new_one_alone(
+    scripted: ScriptedServer,
+) -> None:
+    worker, thread = _sleeping_worker(scripted, lambda job: b"", backoff=0.5)
+    try:
+        assert scripted.conn is not None
+        # SO_LINGER 0: close with a reset, which the worker meets as an error on its read
+        # (its connection closes the socket then).
+        scripted.conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        scripted.conn.close()
+        scripted.conn = None
+        wait_until(lambda: not worker.registered_on())
+        # Take the socket number the worker's connection had: the new one gets another.
+        with socket.socket() as _taken:
+            scripted.accept(timeout=3)
+            scripted.expect(T.GRAB_JOB_UNIQ)
+            scripted.send(response(T.NO_JOB))
+            scripted.expect(T.CAN_DO, T.GRAB_JOB_UNIQ)
+            scripted.send(response(T.NO_JOB))
+            scripted.expect(T.PRE_SLEEP)
+            wait_until(worker.sleeping_on)
+            # One socket watched, the new one: the old one left with its server.
+            assert list(worker._by_fd.values()) == worker._servers
     finally:
         _stop(worker, thread)
 

@@ -16,8 +16,8 @@ while asleep, it grabs at once and reads the server's NOOP together with the job
 sockets are edge-triggered, so the unread NOOP does not end the next wait); it sends the
 result with PRE_SLEEP (see ``_after_job``).
 
-Writes never block: each server has its own outgoing buffer, written when the selector says
-the socket is writable. A server that takes none of it for ``write_timeout`` seconds (stopped,
+Writes never block: each server has its own outgoing buffer, written when epoll says the
+socket is writable. A server that takes none of it for ``write_timeout`` seconds (stopped,
 or reading nothing) is dropped and reconnected with backoff; the others are served meanwhile.
 
 A handler's failure is sent as WORK_EXCEPTION when it carries data, else as WORK_FAIL.
@@ -157,6 +157,7 @@ class _Server:
         "delay",
         "eager",
         "events",
+        "fd",
         "flush_by",
         "grab",
         "host",
@@ -200,6 +201,9 @@ class _Server:
         self.out = bytearray()
         self.events = 0
         self.flush_by = 0.0
+        # The connection's socket in the poller (kept: a connection closed on an error
+        # says -1), or -1.
+        self.fd = -1
         # What the connection's jobs send their progress packets through (see _job_sender).
         self.send_job: Callable[[bytes], None] = _not_connected
 
@@ -386,7 +390,7 @@ class GearmanWorker:
         server.candidate = candidate
         server.retry_at = time.monotonic() + self.connect_timeout
         assert self._poller is not None
-        fd = conn.fileno()
+        fd = server.fd = conn.fileno()
         self._poller.register(fd, _OUT | _EDGE)
         self._by_fd[fd] = server
         server.events = _OUT
@@ -425,10 +429,12 @@ class GearmanWorker:
         server.out.clear()
         server.events = 0
         server.send_job = _not_connected
-        if conn is not None:
-            fd = conn.fileno()
-            if self._by_fd.pop(fd, None) is not None and self._poller is not None:
+        fd, server.fd = server.fd, -1
+        if self._by_fd.pop(fd, None) is not None and self._poller is not None:
+            # OSError: the connection closed its socket on an error (epoll forgot it then).
+            with contextlib.suppress(OSError):
                 self._poller.unregister(fd)
+        if conn is not None:
             conn.close(linger=0.0 if conn.connecting or unsent else linger)
 
     def _lost(self, server: _Server, exc: BaseException) -> None:
@@ -475,11 +481,11 @@ class GearmanWorker:
     # -- sending ----------------------------------------------------------------------
     #
     # Nothing waits for a socket to take bytes: what it does not take at once waits in the
-    # server's buffer, written when the selector says the socket is writable (see work()).
+    # server's buffer, written when epoll says the socket is writable (see work()).
 
     def _watch(self, server: _Server, events: int) -> None:
         if events != server.events and server.conn is not None and self._poller is not None:
-            self._poller.modify(server.conn.fileno(), events | _EDGE)
+            self._poller.modify(server.fd, events | _EDGE)
             server.events = events
 
     def _send(self, server: _Server, data: bytes) -> bool:
