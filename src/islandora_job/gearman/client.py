@@ -384,7 +384,7 @@ class GearmanClient:
                     raise TimeoutError
                 # Pipelined replies come by the hundred a read: one call takes them all.
                 events = []
-                for packet in conn.read_packets(timeout):
+                for packet in conn.read_packets(timeout, at_least=tracker.read_at_least()):
                     event = tracker.receive(packet)
                     if event is not None:
                         events.append(event)

@@ -97,6 +97,8 @@ class Connection:
         self._recv_buffer = bytearray(_RECV_SIZE)
         self._recv_view = memoryview(self._recv_buffer)
         self._timeout: float | None = None
+        # SO_RCVLOWAT: the bytes a waiting read waits for (see read_packets).
+        self._at_least = 1
         # Whether the last read filled the receive buffer (see receive()).
         self._filled = False
         self.connecting = not wait
@@ -243,11 +245,20 @@ class Connection:
             self._wait(timeout)
         return pending.popleft()
 
-    def read_packets(self, timeout: float | None = -1.0) -> list[Any]:
+    def read_packets(self, timeout: float | None = -1.0, *, at_least: int = 1) -> list[Any]:
         """Return every decoded item there is (at least one), reading from the socket when
-        none is buffered; ``timeout`` and errors as for :meth:`read_packet`."""
+        none is buffered; ``timeout`` and errors as for :meth:`read_packet`.
+
+        With ``at_least`` > 1 a read waits for that many bytes to have come, unless the
+        wait's time runs out first (it then returns what came, if anything) or the peer
+        closes: the peer's next reply usually follows its first at once, and one wake-up
+        for both costs half as much.
+        """
         pending = self._pending
         if not pending:
+            if at_least != self._at_least and self._sock is not None:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, at_least)
+                self._at_least = at_least
             self._wait(timeout)
         items = list(pending)
         pending.clear()

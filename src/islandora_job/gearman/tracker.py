@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .protocol import MAX_PACKET_SIZE, Packet, PacketType, ProtocolError
+from .protocol import HEADER_SIZE, MAX_PACKET_SIZE, Packet, PacketType, ProtocolError
 
 __all__ = [
     "Event",
@@ -206,6 +206,7 @@ class ReplyTracker:
     __slots__ = (
         "_abandoned",
         "_created",
+        "_created_size",
         "_max_reply",
         "_next_ticket",
         "_options",
@@ -219,6 +220,8 @@ class ReplyTracker:
         self._next_ticket = 0
         # Submits awaiting JOB_CREATED: (ticket, function, background).
         self._created: deque[tuple[int, str, bool]] = deque()
+        # The size of the last JOB_CREATED packet (0: none yet), see read_at_least.
+        self._created_size = 0
         # Foreground jobs awaiting their end, by raw handle: several when submits with one
         # unique id were coalesced by gearmand into one job.
         self._running: dict[bytes, _Handle] = {}
@@ -260,6 +263,23 @@ class ReplyTracker:
                 if job.ticket == ticket:
                     job.abandoned = True
 
+    def read_at_least(self) -> int:
+        """How many bytes the next read may wait for before it wakes the client: while one
+        foreground job awaits its JOB_CREATED and nothing else is awaited, one more than
+        the last JOB_CREATED (its result usually follows at once, and one wake-up then
+        takes both; a handle one digit longer only ends the wait early), else 1."""
+        created = self._created
+        if (
+            self._created_size
+            and len(created) == 1
+            and not created[0][2]
+            and not self._running
+            and not self._statuses
+            and not self._options
+        ):
+            return self._created_size + 1
+        return 1
+
     @property
     def awaiting_ack(self) -> bool:
         """True while a request waits for its acknowledgement (JOB_CREATED, STATUS_RES,
@@ -285,6 +305,7 @@ class ReplyTracker:
             if not self._created:
                 raise ProtocolError("JOB_CREATED from the server for no submit")
             ticket, function, background = self._created.popleft()
+            self._created_size = HEADER_SIZE + len(packet.args[0])
             raw = packet.args[0].rstrip(b"\0")
             handle = raw.decode("utf-8", "surrogateescape")
             abandoned = bool(self._abandoned) and ticket in self._abandoned
