@@ -40,6 +40,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from islandora_job.workers.ready import ENV_READY_FD, StatusLines
+
 __all__ = ["Child", "LaunchedWorker", "disable", "enable", "launch", "running"]
 
 MODULE = "islandora_job.workers.launcher"
@@ -66,6 +68,8 @@ class Child(Protocol):
 
     def kill(self) -> None: ...
 
+    def wait_ready(self, timeout: float) -> bool | None: ...
+
 
 class LaunchError(RuntimeError):
     """The launcher could not fork a worker (start_worker then spawns one instead)."""
@@ -80,12 +84,12 @@ class LaunchedWorker:
     Signals go through a pidfd, so they never reach a process that reused the PID.
     """
 
-    def __init__(self, pid: int, conn: socket.socket) -> None:
+    def __init__(self, pid: int, conn: socket.socket, status: StatusLines) -> None:
         self.pid = pid
         self.returncode: int | None = None
         self._conn: socket.socket | None = conn
         self._pidfd = os.pidfd_open(pid)
-        self._buffer = b""
+        self._status = status
 
     def __repr__(self) -> str:
         return f"<LaunchedWorker {self.pid} returncode={self.returncode}>"
@@ -101,17 +105,20 @@ class LaunchedWorker:
             return
         except OSError:
             data = b""
-        if not data:
+        if data:
+            try:
+                self._status.feed(data)
+            except ValueError:
+                data = b""  # not the worker's lines: as good as closed
+        if self._status.exit is not None:
+            self.returncode = self._status.exit
+            self._release()
+        elif not data:
             # The worker reports its own exit status; closed without one, it was killed (or
             # its descriptor closed): the pidfd says whether it exited.
             self._release()
             if _exited(self._pidfd, 0):
                 self.returncode = -1
-            return
-        self._buffer += data
-        if b"\n" in self._buffer:
-            self.returncode = int(json.loads(self._buffer.partition(b"\n")[0])["exit"])
-            self._release()
 
     def poll(self) -> int | None:
         """The exit status once the worker exited (-1 when killed by a signal, which leaves
@@ -138,6 +145,19 @@ class LaunchedWorker:
                 _exited(self._pidfd, left)
         assert self.returncode is not None
         return self.returncode
+
+    def wait_ready(self, timeout: float) -> bool | None:
+        """True once the worker said it is registered on every server; False when it closed
+        its end first (it exits: wait() gives its status); None after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self._status.ready:
+            if self._conn is None:
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._read(left)
+        return True
 
     def kill(self) -> None:
         """SIGKILL the worker (nothing when it has exited)."""
@@ -214,13 +234,16 @@ class _Launcher:
         if "pid" not in answer:
             conn.close()
             raise LaunchError(f"the worker launcher refused: {answer.get('error', answer)}")
+        status = StatusLines()
         try:
-            worker = LaunchedWorker(int(answer["pid"]), conn)
+            status.feed(line + b"\n" + rest)
+            return LaunchedWorker(int(answer["pid"]), conn, status)
+        except ValueError as exc:
+            conn.close()
+            raise LaunchError(f"the worker launcher garbled its answer: {exc}") from exc
         except OSError as exc:  # it exited at once: pidfd_open found no process
             conn.close()
             raise LaunchError(f"the forked worker is gone: {exc}") from exc
-        worker._buffer = rest
-        return worker
 
     def close(self) -> None:
         """End the launcher (its workers live on) and remove its directory."""
@@ -382,6 +405,8 @@ def _worker(
     sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
     os.environ.clear()
     os.environ.update(env)
+    # The worker says "registered" on the caller's connection (see ready.py).
+    os.environ[ENV_READY_FD] = str(os.dup(conn.fileno()))
     os.chdir(cwd)
     # As `python -m` would: the working directory first on the path, then what was there.
     sys.path[0] = cwd
@@ -391,24 +416,22 @@ def _worker(
     importlib.invalidate_caches()
     from islandora_job import cli
 
-    return cli.main(argv[3:])
+    # The request was checked to be `worker --pidfile PATH`: no parser to build and run.
+    return cli.worker_main(argv[5])
 
 
 def serve(socket_path: str) -> None:
     """The launcher's loop: fork a worker per request of its owner; end when stdin closes."""
     import gc
-    from importlib.metadata import entry_points
 
-    from islandora_job import cli
-    from islandora_job.registry import ENTRY_POINT_GROUP
+    import islandora_job.cli  # noqa: F401  (what every worker runs)
+    from islandora_job import registry
 
-    # What every worker needs, imported once; the parser built once and the entry points
-    # read once, so that their first-use costs (lazy imports, compiled from source when
-    # there is no byte code) are paid here. Workers read the entry points again: an install
-    # made meanwhile is seen. Frozen, these objects are never scanned by a forked worker's
-    # collector, which would copy every page they sit on.
-    cli.build_parser()
-    entry_points(group=ENTRY_POINT_GROUP)
+    # What every worker needs, imported once, and the entry points read once: a worker
+    # reuses what was read unless an install changed it since (see registry). Frozen, these
+    # objects are never scanned by a forked worker's collector, which would copy every page
+    # they sit on.
+    registry.installed_job_modules()
     # A worker's first connect resolves its server's host name, which imports the idna
     # codec (and stringprep): done here, it is not done again in every worker.
     socket.getaddrinfo("localhost", None)
