@@ -8,10 +8,11 @@ A job's own module is imported only when the job first runs.
 
 Reading the entry points means reading every installed distribution's metadata (a few
 milliseconds, a start-up cost of every worker). What was read is reused while nothing that
-decides it changed: the import path, the modification time of each of its entries (a
-distribution installed or removed there) and of each distribution's entry_points.txt; and
-only once those times are older than the clock's granularity, so that a change within the
-same tick cannot hide. Job modules themselves are imported afresh by every process.
+decides it changed: the import path, the distributions in each of its directories (listed
+again when the directory's modification time moves) and the state of each one's
+entry_points.txt, trusted only once its modification time is older than the clock's
+granularity, so that a change within the same tick cannot hide. Job modules themselves are
+imported afresh by every process.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import difflib
 import importlib
 import importlib.machinery
 import os
+import stat
 import sys
 import threading
 import time
@@ -143,7 +145,7 @@ def _register_module(module_path: str, found_by: str) -> list[JobSpec]:
 # change: file times advance in coarse ticks, so a change in the same tick keeps the time.
 _SETTLED = 2.0
 # Per directory on the import path: its modification time (ns) and its distributions'
-# metadata directories; listed again whenever that time changes.
+# metadata directories, kept once that time is settled.
 _listings: dict[str, tuple[int, tuple[str, ...]]] = {}
 # The entry points last read, and the state of the import path they were read in.
 _read: tuple[tuple[object, ...], tuple[tuple[str, str], ...]] | None = None
@@ -151,7 +153,8 @@ _read: tuple[tuple[object, ...], tuple[tuple[str, str], ...]] | None = None
 
 def _metadata_dirs(entry: str, mtime: int) -> tuple[str, ...]:
     """The distributions' metadata directories in one import path directory (as
-    importlib.metadata finds them: *.dist-info, *.egg-info, an egg's EGG-INFO)."""
+    importlib.metadata finds them: *.dist-info, *.egg-info, an egg's EGG-INFO); listed
+    again unless ``mtime``, the directory's, is the settled one of the last listing."""
     known = _listings.get(entry)
     if known is not None and known[0] == mtime:
         return known[1]
@@ -174,9 +177,10 @@ def _settled() -> int:
 
 
 def _path_state() -> tuple[tuple[object, ...], int] | None:
-    """What decides the installed entry points, and the newest modification time in it
-    (ns); None when a finder other than the standard path finder supplies distributions
-    (nothing is reused then)."""
+    """What decides the installed entry points (the import path, the distributions in each
+    of its directories, the state of each one's entry_points.txt, of each zip file), and the
+    newest modification time (ns) among those files; None when a finder other than the
+    standard path finder supplies distributions (nothing is reused then)."""
     if any(
         finder is not importlib.machinery.PathFinder
         and getattr(finder, "find_distributions", None) is not None
@@ -188,13 +192,17 @@ def _path_state() -> tuple[tuple[object, ...], int] | None:
     for entry in sys.path:
         where = entry or os.curdir
         try:
-            mtime = os.stat(where).st_mtime_ns
+            found = os.stat(where)
         except OSError:
             state.append((entry, None))
             continue
-        state.append((entry, mtime))
-        newest = max(newest, mtime)
-        for name in _metadata_dirs(where, mtime):
+        if not stat.S_ISDIR(found.st_mode):
+            state.append((entry, found.st_mtime_ns, found.st_size, found.st_ino))
+            newest = max(newest, found.st_mtime_ns)
+            continue
+        names = _metadata_dirs(where, found.st_mtime_ns)
+        state.append((entry, names))
+        for name in names:
             try:
                 found = os.stat(os.path.join(where, name, "entry_points.txt"))
             except OSError:
