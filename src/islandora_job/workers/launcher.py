@@ -1,14 +1,18 @@
 """Warm workers: a launcher process that has imported the library once forks each worker.
 
 Starting a worker costs an interpreter start and the library's imports (about 100 ms); a
-fork of a process that already paid them costs about a millisecond. Once `enable()` ran
-(the pytest plugin's worker pools call it), `start_worker` asks this process's launcher to
-fork the worker instead of spawning a new interpreter. The forked worker is what a spawned
-one is: it runs the `islandora-job worker --pidfile PATH` command's code with the caller's
-environment and working directory, its own session and process group, its output in its
-log, and the same command line (rewritten in place after the fork, so the identity check
-and `ps` see a worker). Job modules are imported after the fork, never by the launcher:
-each worker sees them as they are when it starts.
+fork of a process that already paid them costs a few milliseconds, and a fork made before
+the request costs nothing at the time of the request. Once `enable()` ran (the pytest
+plugin's worker pools call it), `start_worker` asks this process's launcher for a worker
+instead of spawning a new interpreter. The launcher keeps one spare forked: the spare waits
+on the launcher's socket itself, takes the next request, becomes that worker and tells the
+launcher, which forks the next spare. The worker is what a spawned one is: it runs the
+`islandora-job worker --pidfile PATH` command's code with the caller's environment and
+working directory, its own session and process group, its output in its log, and the same
+command line (rewritten in place once the request came, so the identity check and `ps` see
+a worker). Job modules are imported after the request, never by the launcher or a spare
+before it: each worker sees them as they are when it starts. A spare ends when the
+launcher ends.
 
 The launcher is private to its owner and runs nothing else: it listens on a Unix socket in
 a directory of its own (created 0700), serves only peers of its own user (SO_PEERCRED), and
@@ -54,6 +58,8 @@ _REPLY_TIMEOUT = 5.0
 # callers whose values (and working directory) it was started with.
 _IMPORT_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONUSERBASE")
 _MAX_REQUEST = 1 << 20
+# Seconds between a spare's unexpected death and the next spare.
+_RESPARE_DELAY = 0.1
 
 
 class Child(Protocol):
@@ -389,7 +395,6 @@ def _worker(
     conn: socket.socket, log_fd: int, argv: list[str], env: dict[str, str], cwd: str
 ) -> int:
     """In the forked child: become the worker of ``argv``; its exit status."""
-    os.setsid()
     _set_cmdline(argv)
     # The caller learns the PID once the command line says what the process is.
     conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
@@ -421,7 +426,8 @@ def _worker(
 
 
 def serve(socket_path: str) -> None:
-    """The launcher's loop: fork a worker per request of its owner; end when stdin closes."""
+    """The launcher's loop: keep a spare forked for the next request of its owner (the
+    spare becomes that worker); end when stdin closes."""
     import gc
 
     import islandora_job.cli  # noqa: F401  (what every worker runs)
@@ -453,9 +459,12 @@ def serve(socket_path: str) -> None:
     sys.stdout.flush()
     _set_cmdline(sys.orig_argv[:-1])
     owner = sys.stdin.fileno()
+    # The spares watch this pipe, whose write end the launcher alone holds: at its end, they end.
+    life, life_write = os.pipe()
+    spare = _fork_spare(listener, uid, life, life_write, owner)
     with selectors.DefaultSelector() as selector:
-        selector.register(listener, selectors.EVENT_READ)
         selector.register(owner, selectors.EVENT_READ)
+        selector.register(spare, selectors.EVENT_READ)
         while True:
             for key, _ in selector.select():
                 if key.fileobj == owner:
@@ -466,21 +475,80 @@ def serve(socket_path: str) -> None:
                             os.unlink(socket_path)
                             os.rmdir(os.path.dirname(socket_path))
                         return
-                else:
+                    continue
+                # The spare took a request (or died): fork the next one.
+                if not os.read(spare, 1):
+                    time.sleep(_RESPARE_DELAY)  # it died: never fork in a tight loop
+                selector.unregister(spare)
+                os.close(spare)
+                spare = _fork_spare(listener, uid, life, life_write, owner)
+                selector.register(spare, selectors.EVENT_READ)
+
+
+def _fork_spare(listener: socket.socket, uid: int, life: int, life_write: int, owner: int) -> int:
+    """Fork a spare: a child that waits for the next request itself, so that a request finds
+    a process already forked. Returns the pipe on which it says it took one (or closes at
+    its death)."""
+    taken, taken_write = os.pipe()
+    if os.fork() == 0:
+        status = 1
+        try:
+            os.close(taken)
+            os.close(life_write)
+            os.close(owner)
+            for signum in (signal.SIGCHLD, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            # Its own session and process group from the start, as a spawned worker's.
+            os.setsid()
+            status = _spare(listener, uid, life, taken_write)
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(status)
+    os.close(taken_write)
+    return taken
+
+
+def _spare(listener: socket.socket, uid: int, life: int, taken: int) -> int:
+    """In a spare: wait for a request of the owner's user naming a worker (refusing any
+    other), say so on ``taken``, and become that worker; its exit status. 0 when the
+    launcher ended first."""
+    listener.setblocking(False)
+    with selectors.DefaultSelector() as selector:
+        selector.register(listener, selectors.EVENT_READ)
+        selector.register(life, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select():
+                if key.fileobj == life:
+                    return 0
+                try:
                     conn, _ = listener.accept()
-                    with conn:
-                        _accept(conn, uid, listener, owner)
+                except BlockingIOError:
+                    continue
+                request = _take(conn, uid)
+                if request is None:
+                    continue
+                os.write(taken, b"!")
+                os.close(taken)
+                listener.close()
+                os.close(life)
+                return _serve_request(conn, *request)
 
 
-def _accept(conn: socket.socket, uid: int, listener: socket.socket, owner: int) -> None:
-    """Check one request and fork its worker; refuse it (and fork nothing) unless it comes
-    from the owner's user and names a worker. The child closes the launcher's ``listener``
-    and ``owner`` pipe."""
+def _take(conn: socket.socket, uid: int) -> tuple[int, list[str], dict[str, str], str] | None:
+    """The log descriptor, command line, environment and directory of one request; None
+    (the request refused, the connection closed) unless it comes from the owner's user and
+    names a worker."""
+    conn.setblocking(True)
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
     peer_uid = int.from_bytes(creds[4:8], sys.byteorder)
     if peer_uid != uid:
         _refuse(conn, f"user {peer_uid} is not this launcher's owner")
-        return
+        return None
     conn.settimeout(_REPLY_TIMEOUT)
     fds: list[int] = []
     try:
@@ -497,29 +565,29 @@ def _accept(conn: socket.socket, uid: int, listener: socket.socket, owner: int) 
         for fd in fds:
             os.close(fd)
         _refuse(conn, str(exc))
-        return
-    (log_fd,) = fds
-    if os.fork() == 0:
-        status = 1
-        try:
-            listener.close()
-            os.close(owner)
-            for signum in (signal.SIGCHLD, signal.SIGINT):
-                signal.signal(signum, signal.SIG_DFL)
-            status = _worker(conn, log_fd, argv, env, cwd)
-        except SystemExit as exc:
-            status = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            import traceback
+        return None
+    return fds[0], argv, env, cwd
 
-            traceback.print_exc()
-        finally:
-            with contextlib.suppress(BaseException):
-                sys.stdout.flush()
-                sys.stderr.flush()
-                conn.sendall(json.dumps({"exit": status}).encode() + b"\n")
-            os._exit(status)
-    os.close(log_fd)
+
+def _serve_request(
+    conn: socket.socket, log_fd: int, argv: list[str], env: dict[str, str], cwd: str
+) -> int:
+    """Become the worker of a taken request; report its exit status on ``conn``; return it."""
+    status = 1
+    try:
+        status = _worker(conn, log_fd, argv, env, cwd)
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            conn.sendall(json.dumps({"exit": status}).encode() + b"\n")
+    return status
 
 
 if __name__ == "__main__":
