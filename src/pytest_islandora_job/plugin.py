@@ -17,6 +17,7 @@ from islandora_job.api import checking_jobs, refusing_default_servers
 from islandora_job.config import ENV_MODULES, layered, settings
 from islandora_job.gearman.client import ServerError
 from islandora_job.registry import RegistryError, load_registry
+from islandora_job.workers import launcher
 from islandora_job.workers.runtime import ENV_WATCH_PID
 from pytest_islandora_job import config as options
 from pytest_islandora_job import factories, ports, processes
@@ -98,6 +99,14 @@ class Sweeper:
     def pytest_unconfigure(self) -> None:
         """Nothing the run started outlives it, whatever teardown missed."""
         processes.stop_all(keep=self.outer)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When a collected test starts workers, start the worker launcher now: it imports the
+    library while the first tests set up, rather than in the first worker's start."""
+    if any(factories.starts_workers(item) for item in session.items):
+        launcher.enable()
+        launcher.prestart()
 
 
 def _gearmand_version(exe: str) -> str:

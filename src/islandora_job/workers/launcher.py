@@ -46,7 +46,7 @@ from typing import Protocol
 
 from islandora_job.workers.ready import ENV_READY_FD, StatusLines
 
-__all__ = ["Child", "LaunchedWorker", "disable", "enable", "launch", "running"]
+__all__ = ["Child", "LaunchedWorker", "disable", "enable", "launch", "prestart", "running"]
 
 MODULE = "islandora_job.workers.launcher"
 # Room reserved on the launcher's command line for a worker's (the command line can only be
@@ -204,21 +204,29 @@ class _Launcher:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        assert self.process.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            ready = self.process.stdout.readline() if selector.select(_READY_TIMEOUT) else b""
-        if not ready.startswith(b"ready "):
-            self.close()
-            raise LaunchError(f"the worker launcher did not start (it said {ready[:200]!r})")
-        self.room = int(ready.split()[1])
+        # Known once the launcher said it is ready (see _wait_ready).
+        self.room: int | None = None
+
+    def _wait_ready(self) -> int:
+        """The room on the launcher's command line, once it said it is ready; LaunchError
+        when it does not start."""
+        if self.room is None:
+            assert self.process.stdout is not None
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.process.stdout, selectors.EVENT_READ)
+                ready = self.process.stdout.readline() if selector.select(_READY_TIMEOUT) else b""
+            if not ready.startswith(b"ready "):
+                self.close()  # not alive() any more: the next request starts another
+                raise LaunchError(f"the worker launcher did not start (it said {ready[:200]!r})")
+            self.room = int(ready.split()[1])
+        return self.room
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def launch(self, argv: Sequence[str], env: Mapping[str, str], log_fd: int) -> LaunchedWorker:
         """Ask for a worker; LaunchError when the launcher cannot fork one."""
-        if len(_title(argv)) > self.room:
+        if len(_title(argv)) > self._wait_ready():
             raise LaunchError("the worker's command line is longer than the launcher's room")
         request = json.dumps({"argv": list(argv), "env": dict(env), "cwd": os.getcwd()})
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -302,23 +310,38 @@ def _key(env: Mapping[str, str]) -> tuple[str, ...]:
     return (sys.executable, os.getcwd(), *(env.get(name, "") for name in _IMPORT_ENV))
 
 
+def _launcher(env: Mapping[str, str]) -> _Launcher:
+    """Under _lock: the launcher for this environment, started when none runs for it."""
+    global _current
+    key = _key(env)
+    if _current is not None and (_current.key != key or not _current.alive()):
+        _current.close()
+        _current = None
+    if _current is None:
+        _current = _Launcher(key)
+        atexit.register(_close_at_exit)
+    return _current
+
+
+def prestart() -> None:
+    """Start this process's launcher now, without waiting for it, when enabled and none
+    runs: it imports the library while the caller goes on, and the first start_worker finds
+    it ready. A launcher that cannot start is noticed (and the worker spawned) then."""
+    if not _enabled or not hasattr(os, "pidfd_open"):
+        return
+    with _lock, contextlib.suppress(OSError):
+        _launcher(os.environ)
+
+
 def launch(argv: Sequence[str], env: Mapping[str, str], log_fd: int) -> LaunchedWorker | None:
     """Fork the worker of `argv` (`python -m islandora_job worker --pidfile PATH`) with this
     environment and its output on `log_fd`, when enabled; None when not enabled or when the
     launcher cannot (the caller then spawns the worker)."""
-    global _current
     if not _enabled or not hasattr(os, "pidfd_open"):
         return None
     with _lock:
         try:
-            key = _key(env)
-            if _current is not None and (_current.key != key or not _current.alive()):
-                _current.close()
-                _current = None
-            if _current is None:
-                _current = _Launcher(key)
-                atexit.register(_close_at_exit)
-            return _current.launch(argv, env, log_fd)
+            return _launcher(env).launch(argv, env, log_fd)
         except (LaunchError, OSError, ValueError):
             return None
 
