@@ -141,9 +141,9 @@ def _register_module(module_path: str, found_by: str) -> list[JobSpec]:
     return [_parse_spec(name, spec, module_path, found_by) for name, spec in jobs.items()]
 
 
-# Seconds a modification time must lie in the past before it is trusted to show the next
-# change: file times advance in coarse ticks, so a change in the same tick keeps the time.
-_SETTLED = 2.0
+#: Seconds a modification time must lie in the past before it is trusted to show the next
+#: change: file times advance in coarse ticks, so a change in the same tick keeps the time.
+SETTLED = 2.0
 # Per directory on the import path: its modification time (ns) and its distributions'
 # metadata directories, kept once that time is settled.
 _listings: dict[str, tuple[int, tuple[str, ...]]] = {}
@@ -173,7 +173,7 @@ def _metadata_dirs(entry: str, mtime: int) -> tuple[str, ...]:
 
 def _settled() -> int:
     """Modification times (ns) before this one are trusted to show the next change."""
-    return time.time_ns() - int(_SETTLED * 1e9)
+    return time.time_ns() - int(SETTLED * 1e9)
 
 
 def _path_state() -> tuple[tuple[object, ...], int] | None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import importlib
 import json
 import os
 import selectors
@@ -439,19 +440,47 @@ def _worker(
     # As `python -m` would: the working directory first on the path, then what was there.
     sys.path[0] = cwd
     sys.argv = [sys.argv[0], *argv[3:]]
-    import importlib
-
-    importlib.invalidate_caches()
+    _refresh_finders()
     from islandora_job import cli
 
     # The request was checked to be `worker --pidfile PATH`: no parser to build and run.
     return cli.worker_main(argv[5])
 
 
+def _refresh_finders() -> None:
+    """importlib.invalidate_caches(), but for the directories unchanged since shortly before
+    the launcher started: their listings, made since, are right (a later change moves their
+    time, which the import system notices), and listing the standard library and the
+    installed packages again would cost every worker milliseconds."""
+    from islandora_job.registry import SETTLED
+
+    since = _started - SETTLED
+    kept = {}
+    for path, finder in sys.path_importer_cache.items():
+        if finder is None or not os.path.isabs(path):
+            continue
+        try:
+            if os.stat(path).st_mtime < since:
+                kept[path] = finder
+        except OSError:
+            pass
+    for path in kept:
+        del sys.path_importer_cache[path]
+    importlib.invalidate_caches()
+    sys.path_importer_cache.update(kept)
+
+
+# When the launcher process began (epoch seconds; set by serve): it listed no directory
+# before.
+_started = 0.0
+
+
 def serve(socket_path: str) -> None:
     """The launcher's loop: keep a spare forked for the next request of its owner (the
     spare becomes that worker); end when stdin closes."""
     import gc
+
+    import psutil
 
     import islandora_job.cli  # noqa: F401  (what every worker runs)
     from islandora_job import registry
@@ -461,6 +490,8 @@ def serve(socket_path: str) -> None:
     # objects are never scanned by a forked worker's collector, which would copy every page
     # they sit on.
     registry.installed_job_modules()
+    global _started
+    _started = psutil.Process().create_time()
     # A worker's first connect resolves its server's host name, which imports the idna
     # codec (and stringprep): done here, it is not done again in every worker.
     socket.getaddrinfo("localhost", None)
