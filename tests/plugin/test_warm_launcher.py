@@ -1,4 +1,5 @@
-"""The worker launcher of a run starts when collection finds a test that starts workers."""
+"""When the worker launcher of a run starts: at configure when the run names job modules,
+at the end of collection when a test starts workers; never for a run that starts none."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ USES_WORKERS = """
 from islandora_job.workers import launcher
 
 def test_before_any_worker():
-    # Started at the end of collection, before any worker was asked for.
+    # Started before any worker was asked for.
     assert launcher.running() is not None
 
 def test_with_a_worker(job_worker):
@@ -22,14 +23,36 @@ def test_no_worker(gearman_server):
     assert launcher.running() is None
 """
 
+FACTORY_WORKERS = """
+from islandora_job.workers import launcher
+from pytest_islandora_job import factories
 
-def test_a_run_with_worker_tests_starts_its_launcher_at_collection(
+leak_worker = factories.job_worker(modules=["leakjobs"])
+
+def test_before_any_worker():
+    assert launcher.running() is not None
+
+def test_with_a_worker(leak_worker):
+    assert len(leak_worker) == 1
+"""
+
+
+def test_a_run_with_worker_tests_has_its_launcher_before_the_first_worker(
     pytester: pytest.Pytester, project
 ) -> None:
     pytester.makepyfile(test_uses_workers=USES_WORKERS)
     pytester.runpytest_subprocess("-p", "no:xdist").assert_outcomes(passed=2)
 
 
-def test_a_run_without_worker_tests_starts_no_launcher(pytester: pytest.Pytester, project) -> None:
+def test_a_run_naming_no_job_modules_starts_it_when_collection_finds_workers(
+    pytester: pytest.Pytester, project
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_factory_workers=FACTORY_WORKERS)
+    pytester.runpytest_subprocess("-p", "no:xdist").assert_outcomes(passed=2)
+
+
+def test_a_run_without_worker_tests_keeps_no_launcher(pytester: pytest.Pytester, project) -> None:
+    # It names job modules (the project's ini): the launcher started at configure is ended.
     pytester.makepyfile(test_no_workers=NO_WORKERS)
     pytester.runpytest_subprocess("-p", "no:xdist").assert_outcomes(passed=1)
