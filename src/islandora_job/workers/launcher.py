@@ -549,7 +549,11 @@ def _fork_spare(listener: socket.socket, uid: int, life: int, life_write: int, o
         try:
             os.close(taken)
             os.close(life_write)
-            os.close(owner)
+            # /dev/null in the owner pipe's place (stdin): no descriptor made later lands
+            # on 0, which the worker gives /dev/null again.
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, owner)
+            os.close(devnull)
             for signum in (signal.SIGCHLD, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
             # Its own session and process group from the start, as a spawned worker's.
@@ -575,22 +579,20 @@ def _spare(listener: socket.socket, uid: int, life: int, taken: int) -> int:
     with selectors.DefaultSelector() as selector:
         selector.register(listener, selectors.EVENT_READ)
         selector.register(life, selectors.EVENT_READ)
-        while True:
-            for key, _ in selector.select():
-                if key.fileobj == life:
-                    return 0
-                try:
-                    conn, _ = listener.accept()
-                except BlockingIOError:
-                    continue
-                request = _take(conn, uid)
-                if request is None:
-                    continue
-                os.write(taken, b"!")
-                os.close(taken)
-                listener.close()
-                os.close(life)
-                return _serve_request(conn, *request)
+        request = None
+        while request is None:
+            if any(key.fileobj == life for key, _ in selector.select()):
+                return 0
+            try:
+                conn, _ = listener.accept()
+            except BlockingIOError:
+                continue  # gone before it was accepted
+            request = _take(conn, uid)
+    os.write(taken, b"!")
+    os.close(taken)
+    listener.close()
+    os.close(life)
+    return _serve_request(conn, *request)
 
 
 def _take(conn: socket.socket, uid: int) -> tuple[int, list[str], dict[str, str], str] | None:
