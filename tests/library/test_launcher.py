@@ -406,3 +406,21 @@ def test_a_module_added_to_a_listed_directory_in_the_same_clock_tick_is_found(
     finally:
         sys.modules.pop("first_jobs", None)
         sys.modules.pop("second_jobs", None)
+
+
+def test_a_registry_this_process_cannot_load_fails_the_start_and_leaves_no_worker(
+    way: str, gearman_server: GearmanServer, job_settings: Path
+) -> None:
+    with (
+        islandora_job.configured(modules=["no_such_job_module"]),
+        pytest.raises(islandora_job.RegistryError, match="cannot import job module"),
+    ):
+        islandora_job.start_worker("bad.pid", timeout=20)
+    assert not (job_settings / "bad.pid").exists()
+    pidfile = str(job_settings / "bad.pid")
+    left = []
+    for process in psutil.process_iter(["cmdline"]):
+        if pidfile in (process.info["cmdline"] or []):
+            left.append(process.pid)
+    for pid in left:
+        _wait_gone(pid)  # killed: gone, or going

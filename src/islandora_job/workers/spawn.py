@@ -146,6 +146,16 @@ def _popen(argv: list[str], env: dict[str, str], log_fd: int) -> _Spawned:
     return _Spawned(popen, ready_read)
 
 
+def _stop_unregistered(child: launcher.Child, path: Path) -> None:
+    """Kill a worker that is not registered (so holds no job: nothing to let finish) unless
+    it exited, and remove its pidfile."""
+    if child.poll() is None:
+        child.kill()
+        child.wait()
+    children.forget(child.pid)
+    remove_pidfile(path, child.pid)
+
+
 def _wait_registered(child: launcher.Child, path: Path, resolved: Settings, timeout: float) -> None:
     """Wait for the child to say it is registered on every server (it says so once each
     has answered after its CAN_DOs); else stop it, remove its pidfile and raise
@@ -157,12 +167,7 @@ def _wait_registered(child: launcher.Child, path: Path, resolved: Settings, time
     if ready is False:
         with contextlib.suppress(TimeoutError):
             code = child.wait(_EXIT_GRACE)
-    if code is None:
-        # Not registered, so no job in hand: nothing to let finish.
-        child.kill()
-        child.wait()
-    children.forget(child.pid)
-    remove_pidfile(path, child.pid)
+    _stop_unregistered(child, path)
     what = (
         f"exited with status {code}"
         if code is not None
@@ -185,13 +190,12 @@ def start_worker(pidfile: str, *, timeout: float = 30.0, settings: Settings | No
     at the same moment start one worker. Raises ValueError for a name that is not a bare
     file name (nothing created), PidfileError for a pidfile, log or lock that is a symbolic
     link, a FIFO, not a regular file or not ours, LockTimeout when its lock stays held past
-    `timeout`, RegistryError when no job is registered, WorkerStartError (with the log
-    tail) when the worker exits or does not register within `timeout` seconds.
+    `timeout`, RegistryError when no job is registered (the worker, started meanwhile, is
+    stopped), WorkerStartError (with the log tail) when the worker exits or does not
+    register within `timeout` seconds.
     """
     resolved = config.settings() if settings is None else settings
     path = pidfile_path(pidfile, settings=resolved)
-    # The worker loads the registry itself; this only fails early, here, on a bad one.
-    select_jobs(load_registry(resolved.modules), None)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     children.reap_exited()
     deadline = time.monotonic() + timeout
@@ -200,6 +204,13 @@ def start_worker(pidfile: str, *, timeout: float = 30.0, settings: Settings | No
             return False
         child = _spawn(path, resolved)
     try:
+        # Checked while the worker starts (it loads the registry itself): a registry this
+        # process cannot load fails the start all the same, the worker stopped.
+        try:
+            select_jobs(load_registry(resolved.modules), None)
+        except BaseException:
+            _stop_unregistered(child, path)
+            raise
         _wait_registered(child, path, resolved, max(0.0, deadline - time.monotonic()))
     finally:
         child.close()
