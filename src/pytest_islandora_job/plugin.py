@@ -33,8 +33,6 @@ LOG_LINES = 40
 # sends to the controller), and where the run keeps what its job modules setting gave.
 REGISTRY_PROBLEM = "islandora_job_registry_problem"
 _REGISTRY_CHECK = pytest.StashKey[str]()
-# Set when pytest_configure started the worker launcher ahead of collection.
-_PRESTARTED = pytest.StashKey[bool]()
 # Seconds a worker or server gets to end after Ctrl-C before SIGKILL.
 CTRL_C_GRACE = 1.0
 
@@ -79,16 +77,15 @@ def pytest_configure(config: pytest.Config) -> None:
     scratch.sweep_leftovers()
     sweeper = Sweeper(processes.running(), live_pools())
     config.pluginmanager.register(sweeper, "islandora-job-sweeper")
-    # A run that names job modules most likely starts workers: the worker launcher starts
-    # now and imports the library while pytest collects (ended at the end of collection if
-    # no test starts workers). Not in an xdist controller, which runs no test.
+    # A run that names job modules most likely starts workers (through job_worker, or a
+    # WorkerPool of its own): the worker launcher starts now and imports the library while
+    # pytest collects. Not in an xdist controller, which runs no test.
     controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(
         config, "workerinput"
     )
     if not controller and _modules_source(config)[0]:
         launcher.enable()
         launcher.prestart()
-        config.stash[_PRESTARTED] = True
 
 
 class Sweeper:
@@ -116,12 +113,10 @@ class Sweeper:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """When a collected test starts workers, start the worker launcher now (if configure did
     not): it imports the library while the first tests set up, rather than in the first
-    worker's start. When none does, end the one configure started."""
+    worker's start."""
     if any(factories.starts_workers(item) for item in session.items):
         launcher.enable()
         launcher.prestart()
-    elif session.config.stash.get(_PRESTARTED, False):
-        launcher.disable()
 
 
 def _gearmand_version(exe: str) -> str:

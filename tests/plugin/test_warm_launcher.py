@@ -1,5 +1,5 @@
 """When the worker launcher of a run starts: at configure when the run names job modules,
-at the end of collection when a test starts workers; never for a run that starts none."""
+else at the end of collection when a test starts workers; else never."""
 
 from __future__ import annotations
 
@@ -52,7 +52,9 @@ def test_a_run_naming_no_job_modules_starts_it_when_collection_finds_workers(
     pytester.runpytest_subprocess("-p", "no:xdist").assert_outcomes(passed=2)
 
 
-def test_a_run_without_worker_tests_keeps_no_launcher(pytester: pytest.Pytester, project) -> None:
-    # It names job modules (the project's ini): the launcher started at configure is ended.
+def test_a_run_naming_no_job_modules_without_worker_tests_starts_no_launcher(
+    pytester: pytest.Pytester, project
+) -> None:
+    pytester.makeini("[pytest]\n")
     pytester.makepyfile(test_no_workers=NO_WORKERS)
     pytester.runpytest_subprocess("-p", "no:xdist").assert_outcomes(passed=1)
