@@ -289,14 +289,12 @@ def write_suites(where: Path) -> tuple[Path, Path]:
     """Two 50-test suites with the same bodies: one asks for job_worker, one does not."""
     with_worker = where / "with_worker"
     without = where / "without_worker"
-    for folder, fixture, check, ini in (
-        (with_worker, "job_worker", "len(job_worker) == 1", _INI),
-        # Naming no job modules, it has the plugin start no worker launcher at all: all the
-        # launcher costs is on the job_worker side.
-        (without, "gearman_server", "gearman_server.address", "[pytest]\n"),
+    for folder, fixture, check in (
+        (with_worker, "job_worker", "len(job_worker) == 1"),
+        (without, "gearman_server", "gearman_server.address"),
     ):
         folder.mkdir()
-        (folder / "pytest.ini").write_text(ini)
+        (folder / "pytest.ini").write_text(_INI)
         (folder / "test_generated.py").write_text(_suite(fixture, check))
     return with_worker, without
 
