@@ -265,6 +265,10 @@ class _Launcher:
         if self.process.stdin is not None:
             with contextlib.suppress(OSError):
                 self.process.stdin.close()
+        if self.room is None:
+            # Never asked for a worker (a run that ended first): it may still be importing,
+            # and has forked none, so it need not be waited for.
+            self.process.kill()
         try:
             self.process.wait(2.0)
         except subprocess.TimeoutExpired:
