@@ -492,11 +492,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     run: Callable[[argparse.Namespace], int] = args.run  # set by build_parser() from COMMANDS
     try:
-        return run(args)
+        return _reported(lambda: run(args))
+    finally:
+        restore(previous)
+
+
+def worker_main(pidfile: str) -> int:
+    """Run `islandora-job worker --pidfile PIDFILE` (no other option) without building the
+    parser, as a forked warm worker does; return its exit status as main() would."""
+    _setup_logging("worker")
+    return _reported(
+        lambda: _worker(argparse.Namespace(pidfile=pidfile, only=None, via_gearman_cli=False))
+    )
+
+
+def _reported(run: Callable[[], int]) -> int:
+    """run()'s exit status; an expected failure is one line on stderr and status 1."""
+    try:
+        return run()
     except EXPECTED_ERRORS as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    finally:
-        restore(previous)

@@ -5,6 +5,14 @@ or {"module": "package.module", "function": "name"} (function defaults to the jo
 Job modules are found through the entry point group `islandora_job.jobs` (value: the
 module's import path) and through the configured modules (`ISLANDORA_JOB_MODULES`).
 A job's own module is imported only when the job first runs.
+
+Reading the entry points means reading every installed distribution's metadata (a few
+milliseconds, a start-up cost of every worker). What was read is reused while nothing that
+decides it changed: the import path, the distributions in each of its directories (listed
+again when the directory's modification time moves) and the state of each one's
+entry_points.txt, trusted only once its modification time is older than the clock's
+granularity, so that a change within the same tick cannot hide. Job modules themselves are
+imported afresh by every process.
 """
 
 from __future__ import annotations
@@ -12,7 +20,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import importlib.machinery
+import os
+import stat
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 
@@ -128,13 +141,102 @@ def _register_module(module_path: str, found_by: str) -> list[JobSpec]:
     return [_parse_spec(name, spec, module_path, found_by) for name, spec in jobs.items()]
 
 
+#: Seconds a modification time must lie in the past before it is trusted to show the next
+#: change: file times advance in coarse ticks, so a change in the same tick keeps the time.
+SETTLED = 2.0
+# Per directory on the import path: its modification time (ns) and its distributions'
+# metadata directories, kept once that time is settled.
+_listings: dict[str, tuple[int, tuple[str, ...]]] = {}
+# The entry points last read, and the state of the import path they were read in.
+_read: tuple[tuple[object, ...], tuple[tuple[str, str], ...]] | None = None
+
+
+def _metadata_dirs(entry: str, mtime: int) -> tuple[str, ...]:
+    """The distributions' metadata directories in one import path directory (as
+    importlib.metadata finds them: *.dist-info, *.egg-info, an egg's EGG-INFO); listed
+    again unless ``mtime``, the directory's, is the settled one of the last listing."""
+    known = _listings.get(entry)
+    if known is not None and known[0] == mtime:
+        return known[1]
+    names: list[str] = []
+    if entry.lower().endswith(".egg"):
+        names.append("EGG-INFO")
+    try:
+        with os.scandir(entry) as found:
+            names += (e.name for e in found if e.name.lower().endswith((".dist-info", ".egg-info")))
+    except OSError:
+        pass  # not a directory (a zip file): its own time covers it
+    if mtime < _settled():
+        _listings[entry] = (mtime, tuple(names))
+    return tuple(names)
+
+
+def _settled() -> int:
+    """Modification times (ns) before this one are trusted to show the next change."""
+    return time.time_ns() - int(SETTLED * 1e9)
+
+
+def _path_state() -> tuple[tuple[object, ...], int] | None:
+    """What decides the installed entry points (the import path, the distributions in each
+    of its directories, the state of each one's entry_points.txt, of each zip file), and the
+    newest modification time (ns) among those files; None when a finder other than the
+    standard path finder supplies distributions (nothing is reused then)."""
+    if any(
+        finder is not importlib.machinery.PathFinder
+        and getattr(finder, "find_distributions", None) is not None
+        for finder in sys.meta_path
+    ):
+        return None
+    state: list[object] = [os.getcwd()]
+    newest = 0
+    for entry in sys.path:
+        where = entry or os.curdir
+        try:
+            found = os.stat(where)
+        except OSError:
+            state.append((entry, None))
+            continue
+        if not stat.S_ISDIR(found.st_mode):
+            state.append((entry, found.st_mtime_ns, found.st_size, found.st_ino))
+            newest = max(newest, found.st_mtime_ns)
+            continue
+        names = _metadata_dirs(where, found.st_mtime_ns)
+        state.append((entry, names))
+        for name in names:
+            try:
+                found = os.stat(os.path.join(where, name, "entry_points.txt"))
+            except OSError:
+                state.append(None)
+                continue
+            state.append((found.st_mtime_ns, found.st_size, found.st_ino))
+            newest = max(newest, found.st_mtime_ns)
+    return tuple(state), newest
+
+
+def installed_job_modules() -> tuple[tuple[str, str], ...]:
+    """The job modules of the entry points, as (import path, how it was found); read
+    again only when the import path or the installed distributions changed."""
+    global _read
+    state = _path_state()
+    if state is not None and _read is not None and _read[0] == state[0]:
+        return _read[1]
+    found = tuple(
+        (
+            ep.value.strip(),
+            f"entry point {ep.name!r}" + (f" ({ep.dist.name})" if ep.dist is not None else ""),
+        )
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+    )
+    _read = (state[0], found) if state is not None and state[1] < _settled() else None
+    return found
+
+
 def _job_modules(modules: Iterable[str], found_by: str | None = None) -> dict[str, str]:
     """Import path -> how it was found; entry points first, then the settings (`found_by`
     names where they came from; default: the environment variable)."""
     found: dict[str, str] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        dist = f" ({ep.dist.name})" if ep.dist is not None else ""
-        found.setdefault(ep.value.strip(), f"entry point {ep.name!r}{dist}")
+    for module, how in installed_job_modules():
+        found.setdefault(module, how)
     for module in modules:
         found.setdefault(module, found_by or f"the job modules setting ({ENV_MODULES})")
     return found
@@ -143,7 +245,7 @@ def _job_modules(modules: Iterable[str], found_by: str | None = None) -> dict[st
 def jobs_declared(modules: Iterable[str]) -> bool:
     """True when job modules are configured (`modules`) or installed (entry points): then
     the registry is known, and a name it lacks is a mistake."""
-    return any(True for _ in modules) or bool(entry_points(group=ENTRY_POINT_GROUP))
+    return any(True for _ in modules) or bool(installed_job_modules())
 
 
 class Registry:

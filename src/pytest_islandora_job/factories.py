@@ -214,4 +214,21 @@ def job_worker(
             leftovers.settle(request, addresses(server), queued_before)
 
     worker_fixture.__doc__ = doc or worker_fixture.__doc__
+    setattr(worker_fixture, _STARTS_WORKERS, True)
     return pytest.fixture(worker_fixture)
+
+
+# The attribute that marks the fixture functions job_worker() makes (see starts_workers).
+_STARTS_WORKERS = "_islandora_job_starts_workers"
+
+
+def starts_workers(item: pytest.Item) -> bool:
+    """True when the test uses a fixture made by job_worker() (directly or through
+    another fixture)."""
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = getattr(info, "name2fixturedefs", {})
+    return any(
+        getattr(getattr(definition, "func", None), _STARTS_WORKERS, False)
+        for chain in definitions.values()
+        for definition in chain
+    )

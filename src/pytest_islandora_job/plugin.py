@@ -17,6 +17,7 @@ from islandora_job.api import checking_jobs, refusing_default_servers
 from islandora_job.config import ENV_MODULES, layered, settings
 from islandora_job.gearman.client import ServerError
 from islandora_job.registry import RegistryError, load_registry
+from islandora_job.workers import launcher
 from islandora_job.workers.runtime import ENV_WATCH_PID
 from pytest_islandora_job import config as options
 from pytest_islandora_job import factories, ports, processes
@@ -76,6 +77,15 @@ def pytest_configure(config: pytest.Config) -> None:
     scratch.sweep_leftovers()
     sweeper = Sweeper(processes.running(), live_pools())
     config.pluginmanager.register(sweeper, "islandora-job-sweeper")
+    # A run that names job modules most likely starts workers (through job_worker, or a
+    # WorkerPool of its own): the worker launcher starts now and imports the library while
+    # pytest collects. Not in an xdist controller, which runs no test.
+    controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(
+        config, "workerinput"
+    )
+    if not controller and _modules_source(config)[0]:
+        launcher.enable()
+        launcher.prestart()
 
 
 class Sweeper:
@@ -98,6 +108,15 @@ class Sweeper:
     def pytest_unconfigure(self) -> None:
         """Nothing the run started outlives it, whatever teardown missed."""
         processes.stop_all(keep=self.outer)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When a collected test starts workers, start the worker launcher now (if configure did
+    not): it imports the library while the first tests set up, rather than in the first
+    worker's start."""
+    if any(factories.starts_workers(item) for item in session.items):
+        launcher.enable()
+        launcher.prestart()
 
 
 def _gearmand_version(exe: str) -> str:

@@ -90,6 +90,8 @@ class WorkerPool:
         def stop_one(name: str) -> bool:
             return islandora_job.stop_worker(name, grace=grace, settings=self.settings)
 
+        if len(names) == 1:
+            return int(stop_one(names[0]))  # no thread to start for one
         with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="stop-worker") as ex:
             return sum(ex.map(stop_one, names))
 

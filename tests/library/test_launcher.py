@@ -5,6 +5,7 @@ ends with the process that started it."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ import pytest
 import islandora_job
 from islandora_job.workers import launcher
 from islandora_job.workers.identity import client_id
+from islandora_job.workers.ready import ENV_READY_FD
 from pytest_islandora_job.servers.base import GearmanServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -218,9 +220,16 @@ def test_the_launcher_ends_with_its_parent_and_its_workers_live_on(
         launcher_pid = int(parent.stdout.readline())
         socket_path = Path(psutil.Process(launcher_pid).cmdline()[-1])
         worker_pid = _pid(job_settings, "orphan.pid")
+        # One is forked ahead for the next request (once the worker took the last one).
+        deadline = time.monotonic() + 5
+        while not (spares := _spares(launcher_pid, worker_pid)):
+            assert time.monotonic() < deadline, "the launcher forked no spare"
+            time.sleep(0.01)
         parent.kill()
         parent.wait()
         _wait_gone(launcher_pid)
+        for spare in spares:
+            _wait_gone(spare)  # it ends with the launcher
         assert not socket_path.parent.exists()  # nothing left behind
         assert psutil.Process(worker_pid).is_running()
         workers = [w.client_id for w in _admin_workers(gearman_server.address)]
@@ -231,8 +240,187 @@ def test_the_launcher_ends_with_its_parent_and_its_workers_live_on(
         assert islandora_job.stop_worker("orphan.pid") is True
 
 
+def _spares(launcher_pid: int, worker_pid: int) -> list[int]:
+    return [p.pid for p in psutil.Process(launcher_pid).children() if p.pid != worker_pid]
+
+
 def _admin_workers(address: str) -> list[islandora_job.gearman.admin.WorkerInfo]:
     from islandora_job.gearman.admin import GearmanAdmin
 
     with GearmanAdmin(address, timeout=5) as admin:
         return admin.workers()
+
+
+@pytest.fixture(params=["forked", "spawned"])
+def way(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test twice: workers forked by the launcher, then spawned (launcher disabled)."""
+    if request.param == "spawned":
+        launcher.disable()
+    yield request.param
+    launcher.enable()
+
+
+def _job_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str
+) -> Iterator[None]:
+    """A job module in tmp_path, importable by this process and its workers, configured."""
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+    paths = [str(tmp_path), str(REPO), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    previous = islandora_job.configure(modules=[name])
+    try:
+        yield
+    finally:
+        islandora_job.restore(previous)
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def environ_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Job module `environ_jobs`: job `variable` returns an environment variable."""
+    source = """
+        import os
+
+        def register_jobs():
+            return {"variable": "environ_jobs:variable", "other": "environ_jobs:variable"}
+
+        def variable(name):
+            return os.environ.get(name)
+        """
+    yield from _job_module(tmp_path, monkeypatch, "environ_jobs", source)
+
+
+def test_start_worker_returns_once_the_worker_is_registered(
+    way: str, gearman_server: GearmanServer, job_settings: Path, environ_jobs: None
+) -> None:
+    assert islandora_job.start_worker("r.pid") is True
+    try:
+        pid = _pid(job_settings, "r.pid")
+        # No wait: the worker's word came after gearmand had registered both jobs.
+        (ours,) = [
+            w for w in _admin_workers(gearman_server.address) if w.client_id == client_id(pid)
+        ]
+        assert {"variable", "other"} <= set(ours.functions)
+        running = launcher.running()
+        assert (running is not None and psutil.Process(pid).ppid() == running[0]) is (
+            way == "forked"
+        )
+        # The descriptor of that word is the worker's business: its jobs never see it.
+        assert islandora_job.submit("variable", ENV_READY_FD, timeout=10) is None
+    finally:
+        assert islandora_job.stop_worker("r.pid") is True
+
+
+@pytest.fixture
+def dying_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Job module `dying_jobs`: imported by a worker (not by this process), it says so in
+    the worker's log and exits with status 3 before the worker registers."""
+    source = f"""
+        import os, sys
+
+        def register_jobs():
+            if os.getpid() != {os.getpid()}:
+                print("dying_jobs: exiting before the worker registers", flush=True)
+                sys.exit(3)
+            return {{"never": "dying_jobs:never"}}
+
+        def never():
+            pass
+        """
+    yield from _job_module(tmp_path, monkeypatch, "dying_jobs", source)
+
+
+def test_a_worker_that_exits_before_registering_is_reported_at_once_with_its_log(
+    way: str, gearman_server: GearmanServer, job_settings: Path, dying_jobs: None
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(islandora_job.WorkerStartError) as raised:
+        islandora_job.start_worker("d.pid", timeout=60)
+    assert time.monotonic() - started < 10  # its exit, not the 60 s timeout
+    message = str(raised.value)
+    assert "exited with status 3" in message
+    assert "dying_jobs: exiting before the worker registers" in message  # its log's tail
+    assert not (job_settings / "d.pid").exists()
+
+
+def test_a_worker_registered_on_some_servers_only_is_not_started(
+    way: str, gearman_server: GearmanServer, job_settings: Path
+) -> None:
+    # A server that accepts connections and never answers: the worker never registers there.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        silent_address = f"127.0.0.1:{silent.getsockname()[1]}"
+        servers = [gearman_server.address, silent_address]
+        with (
+            islandora_job.configured(servers=servers),
+            pytest.raises(
+                islandora_job.WorkerStartError, match=r"did not register on every server \("
+            ) as raised,
+        ):
+            islandora_job.start_worker("half.pid", timeout=1.5)
+    assert silent_address in str(raised.value)
+    assert not (job_settings / "half.pid").exists()
+    # It was stopped: it no longer shows on the server where it had registered.
+    for _ in range(200):
+        if not [
+            w for w in _admin_workers(gearman_server.address) if "islandora-job:" in w.client_id
+        ]:
+            break
+        time.sleep(0.01)
+    else:
+        pytest.fail("the worker that did not register everywhere still runs")
+
+
+def test_a_module_added_to_a_listed_directory_in_the_same_clock_tick_is_found(
+    gearman_server: GearmanServer,
+    job_settings: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The directory is on the import path before the launcher starts: the launcher lists it.
+    where = tmp_path / "listed"
+    where.mkdir()
+    (where / "first_jobs.py").write_text(
+        "def register_jobs():\n    return {'first': 'first_jobs:f'}\n\ndef f():\n    return 1\n"
+    )
+    paths = [str(where), str(REPO), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+    monkeypatch.syspath_prepend(str(where))
+    listed = where.stat()
+    try:
+        with islandora_job.configured(modules=["first_jobs"]):
+            assert islandora_job.start_worker("t.pid") is True
+            assert islandora_job.stop_worker("t.pid") is True
+        (where / "second_jobs.py").write_text(
+            "def register_jobs():\n    return {'second': 'second_jobs:f'}\n\ndef f():\n    return 2\n"
+        )
+        # The directory's time as when it was listed: a change within the same clock tick.
+        os.utime(where, ns=(listed.st_atime_ns, listed.st_mtime_ns))
+        importlib.invalidate_caches()  # for this process, which lists the directory as well
+        with islandora_job.configured(modules=["second_jobs"]):
+            assert islandora_job.start_worker("t.pid") is True
+            try:
+                assert islandora_job.submit("second", timeout=10) == 2
+            finally:
+                assert islandora_job.stop_worker("t.pid") is True
+    finally:
+        sys.modules.pop("first_jobs", None)
+        sys.modules.pop("second_jobs", None)
+
+
+def test_a_registry_this_process_cannot_load_fails_the_start_and_leaves_no_worker(
+    way: str, gearman_server: GearmanServer, job_settings: Path
+) -> None:
+    with (
+        islandora_job.configured(modules=["no_such_job_module"]),
+        pytest.raises(islandora_job.RegistryError, match="cannot import job module"),
+    ):
+        islandora_job.start_worker("bad.pid", timeout=20)
+    assert not (job_settings / "bad.pid").exists()
+    pidfile = str(job_settings / "bad.pid")
+    left = []
+    for process in psutil.process_iter(["cmdline"]):
+        if pidfile in (process.info["cmdline"] or []):
+            left.append(process.pid)
+    for pid in left:
+        _wait_gone(pid)  # killed: gone, or going

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from islandora_job import registry
 from islandora_job.registry import JobSpec, RegistryError, UnknownJob, load_registry
 
 
@@ -141,3 +143,66 @@ def test_entry_points_are_discovered(tmp_path: Path, modules) -> None:
     assert spec.found_by == "entry point 'mine' (ep-dist)"
     # listed in the settings as well: still one registration, not a duplicate
     assert load_registry(["ep_jobs"]).jobs["from_ep"] == spec
+
+
+def _dist(where: Path, name: str, entry_points: str) -> Path:
+    """A distribution's metadata directory in `where`, with these entry points."""
+    dist = where / f"{name}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(entry_points)
+    return dist
+
+
+def _age(*paths: Path, seconds: float = 60.0) -> None:
+    """Set the modification times back, as if the files had been there for a while."""
+    for path in paths:
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - int(seconds * 1e9)))
+
+
+def test_entry_points_read_once_are_reused_until_an_install_changes_them(
+    tmp_path: Path, modules, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modules("reuse_jobs", "def register_jobs():\n    return {'one': 'reuse_jobs:f'}\n")
+    root = tmp_path / "mods"
+    dist = _dist(root, "reuse_dist", "[islandora_job.jobs]\nmine = reuse_jobs\n")
+    _age(dist / "entry_points.txt", dist, root)
+    reads: list[object] = []
+    real = registry.entry_points
+
+    def counted(**kwargs: str) -> object:
+        reads.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(registry, "entry_points", counted)
+    assert ("reuse_jobs", "entry point 'mine' (reuse_dist)") in registry.installed_job_modules()
+    assert "one" in load_registry([]).jobs
+    assert len(reads) == 1  # the second look reused the first
+    # Another distribution installed: read again.
+    modules("more_jobs", "def register_jobs():\n    return {'two': 'more_jobs:f'}\n")
+    _dist(root, "more_dist", "[islandora_job.jobs]\nmore = more_jobs\n")
+    assert "two" in load_registry([]).jobs
+    assert len(reads) == 2
+    # entry_points.txt rewritten in place (its directory's time does not move), just now:
+    # too recent to be trusted, so read again every time until it settles.
+    (dist / "entry_points.txt").write_text("[islandora_job.jobs]\n")
+    assert "one" not in load_registry([]).jobs
+    assert "one" not in load_registry([]).jobs
+    assert len(reads) == 4
+
+
+def test_a_change_in_the_same_clock_tick_as_the_read_is_not_missed(tmp_path: Path, modules) -> None:
+    modules(
+        "tick_jobs", "def register_jobs():\n    return {'a': 'tick_jobs:a', 'b': 'tick_jobs:b'}\n"
+    )
+    root = tmp_path / "mods"
+    changed = "[islandora_job.jobs]\nt = tick_jobs\n"
+    dist = _dist(root, "tick_dist", "[islandora_job.jobs]\n#".ljust(len(changed) - 1) + "\n")
+    assert "a" not in load_registry([]).jobs
+    stamp = (dist / "entry_points.txt").stat()
+    (dist / "entry_points.txt").write_text(changed)
+    # The same time, size and inode as the file read: a change within one tick of the clock.
+    os.utime(dist / "entry_points.txt", ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert (dist / "entry_points.txt").stat().st_size == stamp.st_size
+    assert "a" in load_registry([]).jobs

@@ -65,7 +65,7 @@ def test_check_jobs_false_sends_a_name_this_process_does_not_know(gearman_server
 @pytest.fixture
 def no_job_modules(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No job module configured, none installed as an entry point."""
-    monkeypatch.setattr(registry, "entry_points", lambda group: [])
+    monkeypatch.setattr(registry, "installed_job_modules", lambda: ())
     with configured(modules=[]):
         yield
 

@@ -226,7 +226,9 @@ class GearmanWorker:
     ``client_id`` is sent with SET_CLIENT_ID (it shows in the admin ``workers`` list).
     ``exceptions`` chooses how a failure with data is reported (see the module docstring).
     ``write_timeout`` is how long a server may take none of what is sent to it before it
-    is dropped and reconnected. Handlers run one at a time in the thread that calls :meth:`work`.
+    is dropped and reconnected. ``on_registered`` is called once, in :meth:`work`, when every
+    server has registered the functions. Handlers run one at a time in the thread that calls
+    :meth:`work`.
     """
 
     def __init__(
@@ -239,6 +241,7 @@ class GearmanWorker:
         write_timeout: float = 10.0,
         backoff_start: float = 0.05,
         backoff_max: float = 2.0,
+        on_registered: Callable[[], None] | None = None,
     ) -> None:
         if isinstance(servers, str):
             servers = [servers]
@@ -255,6 +258,7 @@ class GearmanWorker:
         self.write_timeout = write_timeout
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
+        self._on_registered = on_registered
         self._servers = [_Server(*parse_address(s), backoff_start) for s in servers]
         self._handlers: dict[bytes, tuple[str, Handler]] = {}
         self._stop = False
@@ -696,6 +700,9 @@ class GearmanWorker:
         if not server.ready:
             server.ready = True
             server.delay = self.backoff_start
+            if self._on_registered is not None and len(self.registered_on()) == len(self._servers):
+                call, self._on_registered = self._on_registered, None
+                call()
 
     def _run(self, send: Callable[[bytes], None], packet: Packet, *, legacy: bool = False) -> bytes:
         """Run the job's handler and return the packet that reports its outcome; the job's

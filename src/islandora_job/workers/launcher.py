@@ -1,14 +1,18 @@
 """Warm workers: a launcher process that has imported the library once forks each worker.
 
 Starting a worker costs an interpreter start and the library's imports (about 100 ms); a
-fork of a process that already paid them costs about a millisecond. Once `enable()` ran
-(the pytest plugin's worker pools call it), `start_worker` asks this process's launcher to
-fork the worker instead of spawning a new interpreter. The forked worker is what a spawned
-one is: it runs the `islandora-job worker --pidfile PATH` command's code with the caller's
-environment and working directory, its own session and process group, its output in its
-log, and the same command line (rewritten in place after the fork, so the identity check
-and `ps` see a worker). Job modules are imported after the fork, never by the launcher:
-each worker sees them as they are when it starts.
+fork of a process that already paid them costs a few milliseconds, and a fork made before
+the request costs nothing at the time of the request. Once `enable()` ran (the pytest
+plugin's worker pools call it), `start_worker` asks this process's launcher for a worker
+instead of spawning a new interpreter. The launcher keeps one spare forked: the spare waits
+on the launcher's socket itself, takes the next request, becomes that worker and tells the
+launcher, which forks the next spare. The worker is what a spawned one is: it runs the
+`islandora-job worker --pidfile PATH` command's code with the caller's environment and
+working directory, its own session and process group, its output in its log, and the same
+command line (rewritten in place once the request came, so the identity check and `ps` see
+a worker). Job modules are imported after the request, never by the launcher or a spare
+before it: each worker sees them as they are when it starts. A spare ends when the
+launcher ends.
 
 The launcher is private to its owner and runs nothing else: it listens on a Unix socket in
 a directory of its own (created 0700), serves only peers of its own user (SO_PEERCRED), and
@@ -26,6 +30,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import importlib
 import json
 import os
 import selectors
@@ -40,7 +45,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["Child", "LaunchedWorker", "disable", "enable", "launch", "running"]
+from islandora_job.workers.ready import ENV_READY_FD, StatusLines
+
+__all__ = ["Child", "LaunchedWorker", "disable", "enable", "launch", "prestart", "running"]
 
 MODULE = "islandora_job.workers.launcher"
 # Room reserved on the launcher's command line for a worker's (the command line can only be
@@ -52,6 +59,8 @@ _REPLY_TIMEOUT = 5.0
 # callers whose values (and working directory) it was started with.
 _IMPORT_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONUSERBASE")
 _MAX_REQUEST = 1 << 20
+# Seconds between a spare's unexpected death and the next spare.
+_RESPARE_DELAY = 0.1
 
 
 class Child(Protocol):
@@ -65,6 +74,8 @@ class Child(Protocol):
     def wait(self, timeout: float | None = None) -> int: ...
 
     def kill(self) -> None: ...
+
+    def wait_ready(self, timeout: float) -> bool | None: ...
 
 
 class LaunchError(RuntimeError):
@@ -80,12 +91,12 @@ class LaunchedWorker:
     Signals go through a pidfd, so they never reach a process that reused the PID.
     """
 
-    def __init__(self, pid: int, conn: socket.socket) -> None:
+    def __init__(self, pid: int, conn: socket.socket, status: StatusLines) -> None:
         self.pid = pid
         self.returncode: int | None = None
         self._conn: socket.socket | None = conn
         self._pidfd = os.pidfd_open(pid)
-        self._buffer = b""
+        self._status = status
 
     def __repr__(self) -> str:
         return f"<LaunchedWorker {self.pid} returncode={self.returncode}>"
@@ -101,17 +112,20 @@ class LaunchedWorker:
             return
         except OSError:
             data = b""
-        if not data:
+        if data:
+            try:
+                self._status.feed(data)
+            except ValueError:
+                data = b""  # not the worker's lines: as good as closed
+        if self._status.exit is not None:
+            self.returncode = self._status.exit
+            self._release()
+        elif not data:
             # The worker reports its own exit status; closed without one, it was killed (or
             # its descriptor closed): the pidfd says whether it exited.
             self._release()
             if _exited(self._pidfd, 0):
                 self.returncode = -1
-            return
-        self._buffer += data
-        if b"\n" in self._buffer:
-            self.returncode = int(json.loads(self._buffer.partition(b"\n")[0])["exit"])
-            self._release()
 
     def poll(self) -> int | None:
         """The exit status once the worker exited (-1 when killed by a signal, which leaves
@@ -138,6 +152,19 @@ class LaunchedWorker:
                 _exited(self._pidfd, left)
         assert self.returncode is not None
         return self.returncode
+
+    def wait_ready(self, timeout: float) -> bool | None:
+        """True once the worker said it is registered on every server; False when it closed
+        its end first (it exits: wait() gives its status); None after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self._status.ready:
+            if self._conn is None:
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._read(left)
+        return True
 
     def kill(self) -> None:
         """SIGKILL the worker (nothing when it has exited)."""
@@ -178,21 +205,29 @@ class _Launcher:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        assert self.process.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            ready = self.process.stdout.readline() if selector.select(_READY_TIMEOUT) else b""
-        if not ready.startswith(b"ready "):
-            self.close()
-            raise LaunchError(f"the worker launcher did not start (it said {ready[:200]!r})")
-        self.room = int(ready.split()[1])
+        # Known once the launcher said it is ready (see _wait_ready).
+        self.room: int | None = None
+
+    def _wait_ready(self) -> int:
+        """The room on the launcher's command line, once it said it is ready; LaunchError
+        when it does not start."""
+        if self.room is None:
+            assert self.process.stdout is not None
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.process.stdout, selectors.EVENT_READ)
+                ready = self.process.stdout.readline() if selector.select(_READY_TIMEOUT) else b""
+            if not ready.startswith(b"ready "):
+                self.close()  # not alive() any more: the next request starts another
+                raise LaunchError(f"the worker launcher did not start (it said {ready[:200]!r})")
+            self.room = int(ready.split()[1])
+        return self.room
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def launch(self, argv: Sequence[str], env: Mapping[str, str], log_fd: int) -> LaunchedWorker:
         """Ask for a worker; LaunchError when the launcher cannot fork one."""
-        if len(_title(argv)) > self.room:
+        if len(_title(argv)) > self._wait_ready():
             raise LaunchError("the worker's command line is longer than the launcher's room")
         request = json.dumps({"argv": list(argv), "env": dict(env), "cwd": os.getcwd()})
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -214,19 +249,26 @@ class _Launcher:
         if "pid" not in answer:
             conn.close()
             raise LaunchError(f"the worker launcher refused: {answer.get('error', answer)}")
+        status = StatusLines()
         try:
-            worker = LaunchedWorker(int(answer["pid"]), conn)
+            status.feed(line + b"\n" + rest)
+            return LaunchedWorker(int(answer["pid"]), conn, status)
+        except ValueError as exc:
+            conn.close()
+            raise LaunchError(f"the worker launcher garbled its answer: {exc}") from exc
         except OSError as exc:  # it exited at once: pidfd_open found no process
             conn.close()
             raise LaunchError(f"the forked worker is gone: {exc}") from exc
-        worker._buffer = rest
-        return worker
 
     def close(self) -> None:
         """End the launcher (its workers live on) and remove its directory."""
         if self.process.stdin is not None:
             with contextlib.suppress(OSError):
                 self.process.stdin.close()
+        if self.room is None:
+            # Never asked for a worker (a run that ended first): it may still be importing,
+            # and has forked none, so it need not be waited for.
+            self.process.kill()
         try:
             self.process.wait(2.0)
         except subprocess.TimeoutExpired:
@@ -273,23 +315,38 @@ def _key(env: Mapping[str, str]) -> tuple[str, ...]:
     return (sys.executable, os.getcwd(), *(env.get(name, "") for name in _IMPORT_ENV))
 
 
+def _launcher(env: Mapping[str, str]) -> _Launcher:
+    """Under _lock: the launcher for this environment, started when none runs for it."""
+    global _current
+    key = _key(env)
+    if _current is not None and (_current.key != key or not _current.alive()):
+        _current.close()
+        _current = None
+    if _current is None:
+        _current = _Launcher(key)
+        atexit.register(_close_at_exit)
+    return _current
+
+
+def prestart() -> None:
+    """Start this process's launcher now, without waiting for it, when enabled and none
+    runs: it imports the library while the caller goes on, and the first start_worker finds
+    it ready. A launcher that cannot start is noticed (and the worker spawned) then."""
+    if not _enabled or not hasattr(os, "pidfd_open"):
+        return
+    with _lock, contextlib.suppress(OSError):
+        _launcher(os.environ)
+
+
 def launch(argv: Sequence[str], env: Mapping[str, str], log_fd: int) -> LaunchedWorker | None:
     """Fork the worker of `argv` (`python -m islandora_job worker --pidfile PATH`) with this
     environment and its output on `log_fd`, when enabled; None when not enabled or when the
     launcher cannot (the caller then spawns the worker)."""
-    global _current
     if not _enabled or not hasattr(os, "pidfd_open"):
         return None
     with _lock:
         try:
-            key = _key(env)
-            if _current is not None and (_current.key != key or not _current.alive()):
-                _current.close()
-                _current = None
-            if _current is None:
-                _current = _Launcher(key)
-                atexit.register(_close_at_exit)
-            return _current.launch(argv, env, log_fd)
+            return _launcher(env).launch(argv, env, log_fd)
         except (LaunchError, OSError, ValueError):
             return None
 
@@ -366,7 +423,6 @@ def _worker(
     conn: socket.socket, log_fd: int, argv: list[str], env: dict[str, str], cwd: str
 ) -> int:
     """In the forked child: become the worker of ``argv``; its exit status."""
-    os.setsid()
     _set_cmdline(argv)
     # The caller learns the PID once the command line says what the process is.
     conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
@@ -382,33 +438,64 @@ def _worker(
     sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
     os.environ.clear()
     os.environ.update(env)
+    # The worker says "registered" on the caller's connection (see ready.py).
+    os.environ[ENV_READY_FD] = str(os.dup(conn.fileno()))
     os.chdir(cwd)
     # As `python -m` would: the working directory first on the path, then what was there.
     sys.path[0] = cwd
     sys.argv = [sys.argv[0], *argv[3:]]
-    import importlib
-
-    importlib.invalidate_caches()
+    _refresh_finders()
     from islandora_job import cli
 
-    return cli.main(argv[3:])
+    # The request was checked to be `worker --pidfile PATH`: no parser to build and run.
+    return cli.worker_main(argv[5])
+
+
+def _refresh_finders() -> None:
+    """importlib.invalidate_caches(), but for the directories unchanged since shortly before
+    the launcher started: their listings, made since, are right (a later change moves their
+    time, which the import system notices), and listing the standard library and the
+    installed packages again would cost every worker milliseconds."""
+    from islandora_job.registry import SETTLED
+
+    since = _started - SETTLED
+    kept = {}
+    for path, finder in sys.path_importer_cache.items():
+        if finder is None or not os.path.isabs(path):
+            continue
+        try:
+            if os.stat(path).st_mtime < since:
+                kept[path] = finder
+        except OSError:
+            pass
+    for path in kept:
+        del sys.path_importer_cache[path]
+    importlib.invalidate_caches()
+    sys.path_importer_cache.update(kept)
+
+
+# When the launcher process began (epoch seconds; set by serve): it listed no directory
+# before.
+_started = 0.0
 
 
 def serve(socket_path: str) -> None:
-    """The launcher's loop: fork a worker per request of its owner; end when stdin closes."""
+    """The launcher's loop: keep a spare forked for the next request of its owner (the
+    spare becomes that worker); end when stdin closes."""
     import gc
-    from importlib.metadata import entry_points
 
-    from islandora_job import cli
-    from islandora_job.registry import ENTRY_POINT_GROUP
+    import psutil
 
-    # What every worker needs, imported once; the parser built once and the entry points
-    # read once, so that their first-use costs (lazy imports, compiled from source when
-    # there is no byte code) are paid here. Workers read the entry points again: an install
-    # made meanwhile is seen. Frozen, these objects are never scanned by a forked worker's
-    # collector, which would copy every page they sit on.
-    cli.build_parser()
-    entry_points(group=ENTRY_POINT_GROUP)
+    import islandora_job.cli  # noqa: F401  (what every worker runs)
+    from islandora_job import registry
+
+    # What every worker needs, imported once, and the entry points read once: a worker
+    # reuses what was read unless an install changed it since (see registry). Frozen, these
+    # objects are never scanned by a forked worker's collector, which would copy every page
+    # they sit on.
+    registry.installed_job_modules()
+    global _started
+    _started = psutil.Process().create_time()
     # A worker's first connect resolves its server's host name, which imports the idna
     # codec (and stringprep): done here, it is not done again in every worker.
     socket.getaddrinfo("localhost", None)
@@ -430,9 +517,12 @@ def serve(socket_path: str) -> None:
     sys.stdout.flush()
     _set_cmdline(sys.orig_argv[:-1])
     owner = sys.stdin.fileno()
+    # The spares watch this pipe, whose write end the launcher alone holds: at its end, they end.
+    life, life_write = os.pipe()
+    spare = _fork_spare(listener, uid, life, life_write, owner)
     with selectors.DefaultSelector() as selector:
-        selector.register(listener, selectors.EVENT_READ)
         selector.register(owner, selectors.EVENT_READ)
+        selector.register(spare, selectors.EVENT_READ)
         while True:
             for key, _ in selector.select():
                 if key.fileobj == owner:
@@ -443,21 +533,82 @@ def serve(socket_path: str) -> None:
                             os.unlink(socket_path)
                             os.rmdir(os.path.dirname(socket_path))
                         return
-                else:
-                    conn, _ = listener.accept()
-                    with conn:
-                        _accept(conn, uid, listener, owner)
+                    continue
+                # The spare took a request (or died): fork the next one.
+                if not os.read(spare, 1):
+                    time.sleep(_RESPARE_DELAY)  # it died: never fork in a tight loop
+                selector.unregister(spare)
+                os.close(spare)
+                spare = _fork_spare(listener, uid, life, life_write, owner)
+                selector.register(spare, selectors.EVENT_READ)
 
 
-def _accept(conn: socket.socket, uid: int, listener: socket.socket, owner: int) -> None:
-    """Check one request and fork its worker; refuse it (and fork nothing) unless it comes
-    from the owner's user and names a worker. The child closes the launcher's ``listener``
-    and ``owner`` pipe."""
+def _fork_spare(listener: socket.socket, uid: int, life: int, life_write: int, owner: int) -> int:
+    """Fork a spare: a child that waits for the next request itself, so that a request finds
+    a process already forked. Returns the pipe on which it says it took one (or closes at
+    its death)."""
+    taken, taken_write = os.pipe()
+    if os.fork() == 0:
+        status = 1
+        try:
+            os.close(taken)
+            os.close(life_write)
+            # /dev/null in the owner pipe's place (stdin): no descriptor made later lands
+            # on 0, which the worker gives /dev/null again.
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, owner)
+            os.close(devnull)
+            for signum in (signal.SIGCHLD, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            # Its own session and process group from the start, as a spawned worker's.
+            os.setsid()
+            status = _spare(listener, uid, life, taken_write)
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(status)
+    os.close(taken_write)
+    return taken
+
+
+def _spare(listener: socket.socket, uid: int, life: int, taken: int) -> int:
+    """In a spare: wait for a request of the owner's user naming a worker (refusing any
+    other), say so on ``taken``, and become that worker; its exit status. 0 when the
+    launcher ended first."""
+    listener.setblocking(False)
+    with selectors.DefaultSelector() as selector:
+        selector.register(listener, selectors.EVENT_READ)
+        selector.register(life, selectors.EVENT_READ)
+        request = None
+        while request is None:
+            if any(key.fileobj == life for key, _ in selector.select()):
+                return 0
+            try:
+                conn, _ = listener.accept()
+            except BlockingIOError:
+                continue  # gone before it was accepted
+            request = _take(conn, uid)
+    os.write(taken, b"!")
+    os.close(taken)
+    listener.close()
+    os.close(life)
+    return _serve_request(conn, *request)
+
+
+def _take(conn: socket.socket, uid: int) -> tuple[int, list[str], dict[str, str], str] | None:
+    """The log descriptor, command line, environment and directory of one request; None
+    (the request refused, the connection closed) unless it comes from the owner's user and
+    names a worker."""
+    conn.setblocking(True)
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
     peer_uid = int.from_bytes(creds[4:8], sys.byteorder)
     if peer_uid != uid:
         _refuse(conn, f"user {peer_uid} is not this launcher's owner")
-        return
+        return None
     conn.settimeout(_REPLY_TIMEOUT)
     fds: list[int] = []
     try:
@@ -474,29 +625,29 @@ def _accept(conn: socket.socket, uid: int, listener: socket.socket, owner: int) 
         for fd in fds:
             os.close(fd)
         _refuse(conn, str(exc))
-        return
-    (log_fd,) = fds
-    if os.fork() == 0:
-        status = 1
-        try:
-            listener.close()
-            os.close(owner)
-            for signum in (signal.SIGCHLD, signal.SIGINT):
-                signal.signal(signum, signal.SIG_DFL)
-            status = _worker(conn, log_fd, argv, env, cwd)
-        except SystemExit as exc:
-            status = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            import traceback
+        return None
+    return fds[0], argv, env, cwd
 
-            traceback.print_exc()
-        finally:
-            with contextlib.suppress(BaseException):
-                sys.stdout.flush()
-                sys.stderr.flush()
-                conn.sendall(json.dumps({"exit": status}).encode() + b"\n")
-            os._exit(status)
-    os.close(log_fd)
+
+def _serve_request(
+    conn: socket.socket, log_fd: int, argv: list[str], env: dict[str, str], cwd: str
+) -> int:
+    """Become the worker of a taken request; report its exit status on ``conn``; return it."""
+    status = 1
+    try:
+        status = _worker(conn, log_fd, argv, env, cwd)
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            conn.sendall(json.dumps({"exit": status}).encode() + b"\n")
+    return status
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import select
@@ -19,6 +20,7 @@ from islandora_job.registry import load_registry
 from islandora_job.workers.heartbeat import ping_function, ping_handler
 from islandora_job.workers.identity import client_id, holding_pidfile
 from islandora_job.workers.jobs import handler, select_jobs
+from islandora_job.workers.ready import notify_ready, take_ready_fd
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,10 @@ def run_worker(
     path, written with this PID and removed at exit if it still names it. Raises UnknownJob
     for an `only` name nobody registered, RegistryError when there are no jobs,
     WorkerRunning when the pidfile names another live worker. When ISLANDORA_JOB_WATCH_PID
-    names a process, the worker stops when that process ends.
+    names a process, the worker stops when that process ends; when ISLANDORA_JOB_READY_FD
+    names a descriptor (start_worker's), the worker says on it once it is registered.
     """
+    ready_fd = take_ready_fd()
     resolved = config.settings() if settings is None else settings
     registry = load_registry(resolved.modules)
     names = select_jobs(registry, only)
@@ -82,7 +86,12 @@ def run_worker(
     # (our failure JSON) then WORK_FAIL, which every client understands.
     with (
         holding_pidfile(pidfile, resolved),
-        GearmanWorker(resolved.servers, client_id(os.getpid()), exceptions=False) as worker,
+        GearmanWorker(
+            resolved.servers,
+            client_id(os.getpid()),
+            exceptions=False,
+            on_registered=None if ready_fd is None else functools.partial(notify_ready, ready_fd),
+        ) as worker,
     ):
         handle = handler(registry, resolved.max_payload, resolved.site)
         for name in names:

@@ -1,22 +1,22 @@
-"""Starting a detached worker: pidfile created under its lock, child spawned, registration awaited."""
+"""Starting a detached worker: pidfile created under its lock, child forked or spawned, its
+word that it is registered awaited."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from islandora_job import config, payload
+from islandora_job import config
 from islandora_job.config import Settings, settings_env
-from islandora_job.gearman.admin import AdminError, GearmanAdmin
-from islandora_job.gearman.protocol import ProtocolError
 from islandora_job.logs import tail
 from islandora_job.registry import load_registry
 from islandora_job.workers import children, launcher
-from islandora_job.workers.identity import client_id, live_worker
+from islandora_job.workers.identity import live_worker
 from islandora_job.workers.jobs import select_jobs
 from islandora_job.workers.pidfiles import (
     create_pidfile,
@@ -27,17 +27,74 @@ from islandora_job.workers.pidfiles import (
     remove_pidfile,
     write_pid,
 )
+from islandora_job.workers.ready import ENV_READY_FD, StatusLines
 
-_POLL = 0.005
 #: Lines of the worker's log a WorkerStartError carries.
 _LOG_LINES = 20
+# Seconds a worker that closed its end of the readiness pipe gets to be seen exiting.
+_EXIT_GRACE = 2.0
 
 
 class WorkerStartError(RuntimeError):
     """A worker that exited, or did not register, while starting; carries its log tail."""
 
 
-def _spawn(path: Path, resolved: Settings) -> launcher.Child:
+class _Spawned:
+    """A worker spawned as a new interpreter: its Popen and the read end of the pipe it
+    says "registered" on (see ready.py)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], ready_fd: int) -> None:
+        self.popen = popen
+        self._ready_fd = ready_fd
+        self._status = StatusLines()
+
+    @property
+    def pid(self) -> int:
+        """The worker's PID."""
+        return self.popen.pid
+
+    def poll(self) -> int | None:
+        """Its exit status once it exited, else None."""
+        return self.popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for it to exit; its status; TimeoutError after ``timeout`` seconds."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"worker {self.pid} still runs after {timeout} s") from None
+
+    def kill(self) -> None:
+        """SIGKILL it (nothing when it has exited)."""
+        self.popen.kill()
+
+    def wait_ready(self, timeout: float) -> bool | None:
+        """True once it said it is registered on every server; False when it closed the
+        pipe first (it exits); None after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._ready_fd, selectors.EVENT_READ)
+            while not self._status.ready:
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    return None
+                data = os.read(self._ready_fd, 4096)
+                try:
+                    self._status.feed(data)
+                except ValueError:
+                    return False  # not the worker's line: as good as closed
+                if not data:
+                    return False
+        return True
+
+    def close(self) -> None:
+        """Close the pipe (the worker runs on); idempotent."""
+        if self._ready_fd >= 0:
+            os.close(self._ready_fd)
+            self._ready_fd = -1
+
+
+def _spawn(path: Path, resolved: Settings) -> launcher.LaunchedWorker | _Spawned:
     """Under the lock: create the pidfile exclusively, start the worker (forked by the
     launcher when enabled, else spawned), write its PID."""
     log_fd = open_no_link(log_path(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, "worker log")
@@ -46,16 +103,9 @@ def _spawn(path: Path, resolved: Settings) -> launcher.Child:
         argv = [sys.executable, "-m", "islandora_job", "worker", "--pidfile", str(path)]
         env = {**os.environ, **settings_env(resolved), "PYTHONUNBUFFERED": "1"}
         try:
-            child: launcher.Child | None = launcher.launch(argv, env, log_fd)
+            child: launcher.LaunchedWorker | _Spawned | None = launcher.launch(argv, env, log_fd)
             if child is None:
-                child = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_fd,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    env=env,
-                )
+                child = _popen(argv, env, log_fd)
         except BaseException:
             os.close(fd)
             path.unlink()
@@ -65,54 +115,64 @@ def _spawn(path: Path, resolved: Settings) -> launcher.Child:
         except BaseException:
             child.kill()
             child.wait()
+            child.close()
             path.unlink()
             raise
     finally:
         os.close(log_fd)
-    if isinstance(child, subprocess.Popen):
-        children.track(child)
+    if isinstance(child, _Spawned):
+        children.track(child.popen)
     return child
 
 
-def _wait_registered(
-    child: launcher.Child, path: Path, resolved: Settings, jobs: set[str], timeout: float
-) -> None:
-    """Poll admin `workers` on every server until the child shows there with all its jobs;
-    else stop it, remove its pidfile and raise WorkerStartError with its log tail."""
-    pending = list(resolved.servers)
-    deadline = time.monotonic() + timeout
-    last_error = ""
-    code = None
-    words = {word for job in jobs for word in job.split(" ") if word}
-    with contextlib.ExitStack() as stack:
-        admins = {s: stack.enter_context(GearmanAdmin(s, timeout=2.0)) for s in pending}
-        while pending:
-            try:
-                # Admin `workers` separates function names by spaces: "a b" shows as a, b.
-                if any(
-                    w.client_id == client_id(child.pid) and words <= set(w.functions)
-                    for w in admins[pending[0]].workers()
-                ):
-                    pending.pop(0)
-                    continue
-            except (OSError, AdminError, ProtocolError) as exc:
-                last_error = f" (last error: {exc})"
-            code = child.poll()
-            if code is not None or time.monotonic() > deadline:
-                break
-            time.sleep(_POLL)
-    if not pending:
-        return
-    if code is None:
-        # Not registered, so no job in hand: nothing to let finish.
+def _popen(argv: list[str], env: dict[str, str], log_fd: int) -> _Spawned:
+    """Spawn the worker of ``argv`` with its output on ``log_fd`` and a readiness pipe."""
+    ready_read, ready_write = os.pipe()
+    try:
+        popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**env, ENV_READY_FD: str(ready_write)},
+            pass_fds=(ready_write,),
+        )
+    except BaseException:
+        os.close(ready_read)
+        raise
+    finally:
+        os.close(ready_write)
+    return _Spawned(popen, ready_read)
+
+
+def _stop_unregistered(child: launcher.Child, path: Path) -> None:
+    """Kill a worker that is not registered (so holds no job: nothing to let finish) unless
+    it exited, and remove its pidfile."""
+    if child.poll() is None:
         child.kill()
         child.wait()
     children.forget(child.pid)
     remove_pidfile(path, child.pid)
+
+
+def _wait_registered(child: launcher.Child, path: Path, resolved: Settings, timeout: float) -> None:
+    """Wait for the child to say it is registered on every server (it says so once each
+    has answered after its CAN_DOs); else stop it, remove its pidfile and raise
+    WorkerStartError with its log tail, at once when it exits first."""
+    ready = child.wait_ready(timeout)
+    if ready:
+        return
+    code = None
+    if ready is False:
+        with contextlib.suppress(TimeoutError):
+            code = child.wait(_EXIT_GRACE)
+    _stop_unregistered(child, path)
     what = (
         f"exited with status {code}"
         if code is not None
-        else f"did not register on {pending[0]} within {timeout} s{last_error}"
+        else f"did not register on every server ({', '.join(resolved.servers)}) within "
+        f"{timeout:g} s"
     )
     raise WorkerStartError(
         f"worker for pidfile {path} {what}; its log {log_path(path)} ends:\n"
@@ -130,15 +190,12 @@ def start_worker(pidfile: str, *, timeout: float = 30.0, settings: Settings | No
     at the same moment start one worker. Raises ValueError for a name that is not a bare
     file name (nothing created), PidfileError for a pidfile, log or lock that is a symbolic
     link, a FIFO, not a regular file or not ours, LockTimeout when its lock stays held past
-    `timeout`, RegistryError when no job is registered, WorkerStartError (with the log
-    tail) when the worker exits or does not register within `timeout` seconds.
+    `timeout`, RegistryError when no job is registered (the worker, started meanwhile, is
+    stopped), WorkerStartError (with the log tail) when the worker exits or does not
+    register within `timeout` seconds.
     """
     resolved = config.settings() if settings is None else settings
     path = pidfile_path(pidfile, settings=resolved)
-    jobs = {
-        payload.gearman_function(job, resolved.site)
-        for job in select_jobs(load_registry(resolved.modules), None)
-    }
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     children.reap_exited()
     deadline = time.monotonic() + timeout
@@ -147,8 +204,14 @@ def start_worker(pidfile: str, *, timeout: float = 30.0, settings: Settings | No
             return False
         child = _spawn(path, resolved)
     try:
-        _wait_registered(child, path, resolved, jobs, max(0.0, deadline - time.monotonic()))
+        # Checked while the worker starts (it loads the registry itself): a registry this
+        # process cannot load fails the start all the same, the worker stopped.
+        try:
+            select_jobs(load_registry(resolved.modules), None)
+        except BaseException:
+            _stop_unregistered(child, path)
+            raise
+        _wait_registered(child, path, resolved, max(0.0, deadline - time.monotonic()))
     finally:
-        if isinstance(child, launcher.LaunchedWorker):
-            child.close()
+        child.close()
     return True

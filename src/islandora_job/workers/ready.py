@@ -1,0 +1,81 @@
+"""A starting worker's word to its starter: "registered", then (forked workers) its exit status.
+
+start_worker hands the worker a descriptor (ENV_READY_FD names it): the write end of a pipe
+for a spawned worker, the launcher's connection for a forked one. The worker writes the
+line READY on it once gearmand has answered after its CAN_DOs on every server (so every
+server lists it with its jobs), and closes it; start_worker waits for that line, or for the
+end of the stream (the worker exited first), instead of polling admin `workers`.
+
+On the launcher's connection the lines are JSON objects: {"pid": N} first, READY, then
+{"exit": status} when the worker ends. `StatusLines` parses them, without I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+__all__ = ["ENV_READY_FD", "READY", "StatusLines", "notify_ready", "take_ready_fd"]
+
+#: The environment variable naming the descriptor a worker says "registered" on.
+ENV_READY_FD = "ISLANDORA_JOB_READY_FD"
+#: The line a worker writes once it is registered on every server.
+READY = b'{"ready": true}\n'
+# A status line is a small JSON object; anything longer is not one.
+_MAX_LINE = 4096
+
+
+class StatusLines:
+    """Parse the status lines of a starting worker, fed as they come (no I/O).
+
+    `ready` turns True on READY; `exit` holds the status of an {"exit": status} line; `pid`
+    the PID of a {"pid": N} line. Raises ValueError for a line that is not one of these.
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.ready = False
+        self.exit: int | None = None
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        """Take the next bytes of the stream; ValueError for a malformed line."""
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, _, self._buffer = self._buffer.partition(b"\n")
+            self._line(line)
+        if len(self._buffer) > _MAX_LINE:
+            raise ValueError(f"a worker status line longer than {_MAX_LINE} bytes")
+
+    def _line(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or len(message) != 1:
+            raise ValueError(f"not a worker status line: {line[:100]!r}")
+        ((key, value),) = message.items()
+        if key == "ready" and value is True:
+            self.ready = True
+        elif key in ("pid", "exit") and isinstance(value, int) and not isinstance(value, bool):
+            setattr(self, key, value)
+        else:
+            raise ValueError(f"not a worker status line: {line[:100]!r}")
+
+
+def take_ready_fd() -> int | None:
+    """The descriptor ENV_READY_FD names, removed from the environment (a job's own child
+    processes must not see it); None when unset or not a descriptor number."""
+    text = os.environ.pop(ENV_READY_FD, "")
+    return int(text) if text.isdigit() else None
+
+
+def notify_ready(fd: int) -> None:
+    """Write READY on the descriptor and close it; a starter gone meanwhile is no error."""
+    try:
+        with contextlib.suppress(OSError):
+            os.write(fd, READY)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
