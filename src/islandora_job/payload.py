@@ -86,6 +86,14 @@ def _dumps(value: object) -> bytes:
         raise ValueError("a value contains itself, or is nested too deeply") from None
 
 
+# Job names found good: checking a name costs more than the rest of a small payload. Kept
+# for a few hundred names at most (a program submits to a handful).
+_GOOD_NAMES: set[str] = set()
+_GOOD_NAMES_KEPT = 512
+# A tuple, not ``list | tuple``: a union would be built at every call.
+_LIST_LIKE = (list, tuple)
+
+
 def encode(
     job_name: str,
     args: Sequence[object],
@@ -98,10 +106,14 @@ def encode(
     Raises TypeError when an argument cannot be encoded as JSON (serialize it first),
     ValueError for a bad job name and PayloadError when the payload is over the maximum size.
     """
-    check_job_name(job_name)
+    if job_name.__class__ is not str or job_name not in _GOOD_NAMES:
+        check_job_name(job_name)
+        if len(_GOOD_NAMES) >= _GOOD_NAMES_KEPT:
+            _GOOD_NAMES.clear()
+        _GOOD_NAMES.add(job_name)
     try:
         # A tuple is encoded as a list; any other sequence is made one first.
-        if not isinstance(args, list | tuple):
+        if not isinstance(args, _LIST_LIKE):
             args = list(args)
         obj: dict[str, object] = {"func": job_name, "args": args}
         if json_result:
