@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from islandora_job import config, payload
@@ -551,10 +552,13 @@ _local = threading.local()
 
 
 def _forget_clients() -> None:
-    # A forked child must not use the parent's connections (nor close them: the socket is
-    # shared): it makes clients of its own.
+    # A forked child must not use the parent's connections: it makes clients of its own.
+    # Their sockets close in the child as the old clients go (the parent's stay open), which
+    # is no leak to warn of.
     global _local
-    _local = threading.local()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        _local = threading.local()
 
 
 os.register_at_fork(after_in_child=_forget_clients)

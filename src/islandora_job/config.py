@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -184,8 +185,10 @@ def parse_timeout(value: str | float) -> float:
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = 0.0
-    if isinstance(value, bool) or not seconds > 0:
-        raise ValueError(f"malformed timeout {value!r}: give a positive number of seconds, e.g. 60")
+    if isinstance(value, bool) or not 0 < seconds < math.inf:
+        raise ValueError(
+            f"malformed timeout {value!r}: give a positive, finite number of seconds, e.g. 60"
+        )
     return seconds
 
 

@@ -190,7 +190,8 @@ def _path_state() -> tuple[tuple[object, ...], int] | None:
     state: list[object] = [os.getcwd()]
     newest = 0
     for entry in sys.path:
-        where = entry or os.curdir
+        # Absolute: a listing kept for "" or "." is that of the working directory then.
+        where = os.path.abspath(entry or os.curdir)
         try:
             found = os.stat(where)
         except OSError:

@@ -8,7 +8,13 @@ import uuid
 import pytest
 
 from islandora_job.gearman.client import Job, Priority, submit_packets
-from islandora_job.gearman.protocol import Magic, PacketDecoder, PacketType
+from islandora_job.gearman.protocol import (
+    Magic,
+    PacketDecoder,
+    PacketType,
+    request,
+    trusted_request,
+)
 from islandora_job.gearman.tracker import ReplyTracker
 
 T = PacketType
@@ -73,6 +79,8 @@ def test_a_forked_child_makes_unique_ids_of_its_own() -> None:
         (("", b""), ValueError, "empty"),
         (("a\0b", b""), ValueError, "NUL"),
         (Job("f", b"", "u\0v"), ValueError, "NUL"),
+        (("f", b"", "unique"), TypeError, r"a Job or a \(function, data\) pair"),
+        ((["f"], b""), TypeError, "must be a str"),
     ],
 )
 def test_bad_jobs_are_refused_naming_the_problem(
@@ -87,3 +95,8 @@ def test_a_batch_takes_consecutive_tickets() -> None:
     assert tracker.submitted("a", background=True) == 0
     assert tracker.submitted_many(["b", "c", "d"], background=True) == 1
     assert tracker.submitted("e", background=False) == 4
+
+
+def test_the_unchecked_framing_of_a_result_is_the_checked_one() -> None:
+    args = (b"H:host:12", b"result \0 with NUL")
+    assert trusted_request(T.WORK_COMPLETE, *args) == request(T.WORK_COMPLETE, *args)

@@ -128,6 +128,29 @@ def test_relative_temp_dir_is_made_absolute(
     assert islandora_job.settings().temp_dir == tmp_path / "rel"
 
 
+def test_a_relative_temp_dir_from_the_environment_follows_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.setenv("ISLANDORA_JOB_TEMP_DIR", "rel")
+    monkeypatch.chdir(tmp_path / "a")
+    assert islandora_job.settings().temp_dir == tmp_path / "a" / "rel"
+    monkeypatch.chdir(tmp_path / "b")
+    assert islandora_job.settings().temp_dir == tmp_path / "b" / "rel"
+    monkeypatch.setenv("ISLANDORA_JOB_TEMP_DIR", str(tmp_path / "abs"))
+    assert islandora_job.settings().temp_dir == tmp_path / "abs"
+
+
+@pytest.mark.parametrize("text", ["inf", "nan", "-1", "0", "soon"])
+def test_a_timeout_must_be_a_positive_finite_number(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setenv("ISLANDORA_JOB_TIMEOUT", text)
+    with pytest.raises(ValueError, match=r"ISLANDORA_JOB_TIMEOUT: .*positive, finite"):
+        islandora_job.settings()
+
+
 def test_layers_sit_beneath_configure_and_end_in_any_order(monkeypatch) -> None:
     monkeypatch.setenv("ISLANDORA_JOB_SERVERS", "env-host:1")
     first, second = config.layered(servers=["first:1"]), config.layered(servers=["second:2"])

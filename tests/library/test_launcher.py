@@ -5,6 +5,7 @@ ends with the process that started it."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -314,13 +315,18 @@ def test_start_worker_returns_once_the_worker_is_registered(
 
 @pytest.fixture
 def dying_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Job module `dying_jobs`: imported by a worker (not by this process), it says so in
-    the worker's log and exits with status 3 before the worker registers."""
+    """Job module `dying_jobs`: imported by a worker (not by this process), it starts a
+    helper process that outlives it, says so in the worker's log and exits with status 3
+    before the worker registers."""
+    helper = tmp_path / "helper.pid"
     source = f"""
-        import os, sys
+        import os, subprocess, sys
 
         def register_jobs():
             if os.getpid() != {os.getpid()}:
+                # Inheriting what it may (close_fds=False), as os.system's children do.
+                sleeper = subprocess.Popen(["sleep", "30"], close_fds=False)
+                open({str(helper)!r}, "w").write(str(sleeper.pid))
                 print("dying_jobs: exiting before the worker registers", flush=True)
                 sys.exit(3)
             return {{"never": "dying_jobs:never"}}
@@ -328,7 +334,12 @@ def dying_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
         def never():
             pass
         """
-    yield from _job_module(tmp_path, monkeypatch, "dying_jobs", source)
+    try:
+        yield from _job_module(tmp_path, monkeypatch, "dying_jobs", source)
+    finally:
+        if helper.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(helper.read_text()), signal.SIGKILL)
 
 
 def test_a_worker_that_exits_before_registering_is_reported_at_once_with_its_log(
@@ -337,7 +348,8 @@ def test_a_worker_that_exits_before_registering_is_reported_at_once_with_its_log
     started = time.monotonic()
     with pytest.raises(islandora_job.WorkerStartError) as raised:
         islandora_job.start_worker("d.pid", timeout=60)
-    assert time.monotonic() - started < 10  # its exit, not the 60 s timeout
+    # Its exit, not the 60 s timeout, though the helper it started lives on.
+    assert time.monotonic() - started < 10
     message = str(raised.value)
     assert "exited with status 3" in message
     assert "dying_jobs: exiting before the worker registers" in message  # its log's tail

@@ -176,8 +176,8 @@ MISUSES = [
      "DSN; write mysql://user:pw@host:port/db, postgresql://user@host:port/db or "
      "sqlite:///path/to/file.db"),
     ("gearman_job_timeout", ["--gearman-job-timeout=-1"], "",
-     "--gearman-job-timeout / ini gearman_job_timeout: malformed timeout -1.0: give a positive "
-     "number of seconds, e.g. 60"),
+     "--gearman-job-timeout / ini gearman_job_timeout: malformed timeout -1.0: give a positive, "
+     "finite number of seconds, e.g. 60"),
     ("gearman_start_timeout", ["--gearman-start-timeout=0"], "",
      "--gearman-start-timeout / ini gearman_start_timeout: 0.0 is not a positive number of "
      "seconds: give more than 0"),

@@ -168,11 +168,16 @@ def submit_packets(
     parts: list[bytes] = []
     append = parts.append
     for job in jobs:
-        if len(job) == 2:
+        if isinstance(job, Job):
+            function, data, unique, job_priority = job
+        elif isinstance(job, tuple | list) and len(job) == 2:
             (function, data), unique, job_priority = job, None, priority
         else:
-            function, data, unique, job_priority = job  # a Job
-        raw = names.get(function)
+            raise TypeError(
+                f"each job must be a Job or a (function, data) pair, not {job!r}: give the "
+                "unique id and priority through Job(function, data, unique, priority)"
+            )
+        raw = names.get(function) if type(function) is str else None
         if raw is None:
             raw = names[function] = function_name(function)
         try:
@@ -221,6 +226,8 @@ class _Link:
 
     conn: Connection
     tracker: ReplyTracker
+    # The server's ERROR, read after events still to be handed out (see _events).
+    error: ServerError | None = None
 
 
 class GearmanClient:
@@ -368,6 +375,8 @@ class GearmanClient:
         return the events they make (maybe none), in order. While an acknowledgement is
         awaited the wait is also bounded by ``ack_timeout`` (default: the client's). Any
         failure closes the connection; ``what()`` names what was awaited in the error."""
+        if link.error is not None:
+            raise link.error
         conn, tracker = link.conn, link.tracker
         bound = self.ack_timeout if ack_timeout is None else ack_timeout
         while True:
@@ -408,9 +417,14 @@ class GearmanClient:
             except ProtocolError as exc:
                 self._drop(index)
                 raise type(exc)(f"{exc} (gearmand at {conn.address})") from None
-            if events and isinstance(events[-1], ServerErrored):
+            error = events[-1] if events else None
+            if isinstance(error, ServerErrored):
+                events.pop()
                 self._drop(index)
-                raise ServerError(conn.address, events[-1].code, events[-1].message)
+                if not events:
+                    raise ServerError(conn.address, error.code, error.message)
+                # What came before it is handed out first: the next call raises.
+                link.error = ServerError(conn.address, error.code, error.message)
             return events
 
     def _remember(self, handle: str, index: int) -> None:

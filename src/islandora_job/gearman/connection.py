@@ -16,7 +16,7 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from .protocol import Magic, PacketDecoder
+from .protocol import Magic, PacketDecoder, ProtocolError
 
 __all__ = ["DEFAULT_PORT", "Connection", "ServerUnavailable", "parse_address"]
 
@@ -25,6 +25,8 @@ _RECV_SIZE = 256 * 1024
 # struct timeval for SO_RCVTIMEO (two C longs on Linux; also right on little-endian BSDs).
 _TIMEVAL = struct.Struct("@ll")
 _MIN_TIMEOUT = 1e-6
+# The longest one read waits (an infinite timeout waits by reads of this length).
+_MAX_WAIT = 3600.0
 
 
 class ServerUnavailable(ConnectionError):
@@ -242,7 +244,7 @@ class Connection:
         """
         pending = self._pending
         if not pending:
-            self._wait(timeout)
+            self._wait(timeout, 1)
         return pending.popleft()
 
     def read_packets(self, timeout: float | None = -1.0, *, at_least: int = 1) -> list[Any]:
@@ -250,22 +252,23 @@ class Connection:
         none is buffered; ``timeout`` and errors as for :meth:`read_packet`.
 
         With ``at_least`` > 1 a read waits for that many bytes to have come, unless the
-        wait's time runs out first (it then returns what came, if anything) or the peer
-        closes: the peer's next reply usually follows its first at once, and one wake-up
-        for both costs half as much.
+        read's own time runs out first (a read waits half the time left at most, see
+        _fill: it then returns what came, if anything) or the peer closes: the peer's next
+        reply usually follows its first at once, and one wake-up for both costs half as much.
         """
         pending = self._pending
         if not pending:
-            if at_least != self._at_least and self._sock is not None:
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, at_least)
-                self._at_least = at_least
-            self._wait(timeout)
+            self._wait(timeout, at_least)
         items = list(pending)
         pending.clear()
         return items
 
-    def _wait(self, timeout: float | None) -> None:
-        """Read until at least one decoded item is buffered, for ``timeout`` seconds at most."""
+    def _wait(self, timeout: float | None, at_least: int) -> None:
+        """Read until at least one decoded item is buffered, for ``timeout`` seconds at most,
+        each read waiting for ``at_least`` bytes (SO_RCVLOWAT, set when it changes)."""
+        if at_least != self._at_least and self._sock is not None:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, at_least)
+            self._at_least = at_least
         pending = self._pending
         if timeout is not None and timeout < 0:
             timeout = self.read_timeout
@@ -293,7 +296,14 @@ class Connection:
         items = self._recv(wait=False)
         # A read that filled the buffer may have left bytes behind; a shorter one took all.
         while self._filled:
-            items += self._recv(wait=False)
+            try:
+                items += self._recv(wait=False)
+            except (ServerUnavailable, ProtocolError):
+                if not items:
+                    raise
+                # The connection is closed now: what came before the failure is handed
+                # out, and the next call says the connection is closed.
+                break
         if self._pending:
             items[:0] = self._pending
             self._pending.clear()
@@ -313,7 +323,7 @@ class Connection:
             # Calls that each wait a little less than the last (a deadline drawing nearer)
             # then change it seldom; the read that ends early is followed by another.
             if timeout is None or current is None or not timeout / 4 <= current <= timeout:
-                seconds = 0.0 if timeout is None else max(timeout / 2, _MIN_TIMEOUT)
+                seconds = 0.0 if timeout is None else min(max(timeout / 2, _MIN_TIMEOUT), _MAX_WAIT)
                 if self._sock is not None and seconds != (current or 0.0):
                     whole = int(seconds)
                     self._sock.setsockopt(

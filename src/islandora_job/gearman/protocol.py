@@ -186,6 +186,9 @@ def encode(magic: Magic, type: PacketType, *args: bytes) -> bytes:
     return _HEADER.pack(magic.value, type, len(body)) + body
 
 
+_REQ = Magic.REQ.value
+
+
 def request(type: PacketType, *args: bytes) -> bytes:
     """Encode a request packet (client or worker to server); see :func:`encode`."""
     return encode(Magic.REQ, type, *args)
@@ -194,9 +197,10 @@ def request(type: PacketType, *args: bytes) -> bytes:
 def trusted_request(type: PacketType, *args: bytes) -> bytes:
     """Encode a request packet without :func:`encode`'s checks, for a hot path whose
     arguments are right by construction (e.g. a job handle the server sent, then opaque data):
-    a wrong count or a NUL in a leading argument goes out as it is. Raises nothing."""
+    a wrong count or a NUL in a leading argument goes out as it is. Raises struct.error
+    only for a body over 4 GiB."""
     body = b"\0".join(args)
-    return _HEADER.pack(b"\0REQ", type, len(body)) + body
+    return _HEADER.pack(_REQ, type, len(body)) + body
 
 
 def response(type: PacketType, *args: bytes) -> bytes:

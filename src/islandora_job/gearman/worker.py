@@ -363,7 +363,12 @@ class GearmanWorker:
                         self._service(peer)
                         # A peer's close is one event, and a read that took its last bytes
                         # stops short of the end: read on to it.
-                        if mask & _CLOSING and conn is not None and peer.conn is conn:
+                        if (
+                            mask & _CLOSING
+                            and not self._stop
+                            and conn is not None
+                            and peer.conn is conn
+                        ):
                             self._service(peer)
                 if self._timed:
                     self._timers_due()

@@ -59,12 +59,15 @@ _REPLY_TIMEOUT = 5.0
 # callers whose values (and working directory) it was started with.
 _IMPORT_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONUSERBASE")
 _MAX_REQUEST = 1 << 20
-# Seconds between a spare's unexpected death and the next spare.
+# Seconds between a spare's unexpected death and the next spare (doubled at each death in
+# a row), and the deaths in a row after which the launcher gives up and ends.
 _RESPARE_DELAY = 0.1
+_SPARE_DEATHS = 5
 
 
 class Child(Protocol):
-    """What start_worker needs of a worker it started: a Popen, or a LaunchedWorker."""
+    """What start_worker needs of a worker it started: a spawned one (spawn._Spawned), or a
+    LaunchedWorker."""
 
     @property
     def pid(self) -> int: ...
@@ -75,7 +78,11 @@ class Child(Protocol):
 
     def kill(self) -> None: ...
 
+    def terminate(self) -> None: ...
+
     def wait_ready(self, timeout: float) -> bool | None: ...
+
+    def close(self) -> None: ...
 
 
 class LaunchError(RuntimeError):
@@ -170,6 +177,12 @@ class LaunchedWorker:
         """SIGKILL the worker (nothing when it has exited)."""
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+    def terminate(self) -> None:
+        """SIGTERM the worker: it stops once the job in hand is done (nothing when it has
+        exited)."""
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(self._pidfd, signal.SIGTERM)
 
     def _release(self) -> None:
         if self._conn is not None:
@@ -267,7 +280,7 @@ class _Launcher:
                 self.process.stdin.close()
         if self.room is None:
             # Never asked for a worker (a run that ended first): it may still be importing,
-            # and has forked none, so it need not be waited for.
+            # and no worker of it runs (its spare ends with it), so it need not be waited for.
             self.process.kill()
         try:
             self.process.wait(2.0)
@@ -520,27 +533,37 @@ def serve(socket_path: str) -> None:
     # The spares watch this pipe, whose write end the launcher alone holds: at its end, they end.
     life, life_write = os.pipe()
     spare = _fork_spare(listener, uid, life, life_write, owner)
+    # Spares that died in a row, without taking a request: something keeps them from
+    # living, and each death makes a waiting caller lose its reply timeout.
+    deaths = 0
     with selectors.DefaultSelector() as selector:
         selector.register(owner, selectors.EVENT_READ)
         selector.register(spare, selectors.EVENT_READ)
-        while True:
+        while deaths < _SPARE_DEATHS:
             for key, _ in selector.select():
                 if key.fileobj == owner:
                     if not os.read(owner, 4096):
-                        # The owner is gone (maybe killed): leave nothing behind.
-                        listener.close()
-                        with contextlib.suppress(OSError):
-                            os.unlink(socket_path)
-                            os.rmdir(os.path.dirname(socket_path))
-                        return
+                        deaths = _SPARE_DEATHS  # the owner is gone (maybe killed)
+                        break
                     continue
                 # The spare took a request (or died): fork the next one.
-                if not os.read(spare, 1):
-                    time.sleep(_RESPARE_DELAY)  # it died: never fork in a tight loop
+                if os.read(spare, 1):
+                    deaths = 0
+                else:
+                    deaths += 1
+                    if deaths == _SPARE_DEATHS:
+                        break
+                    # Never fork in a tight loop: wait longer after each death in a row.
+                    time.sleep(_RESPARE_DELAY * 2 ** (deaths - 1))
                 selector.unregister(spare)
                 os.close(spare)
                 spare = _fork_spare(listener, uid, life, life_write, owner)
                 selector.register(spare, selectors.EVENT_READ)
+    # Leave nothing behind; callers then spawn their workers (the launcher is gone).
+    listener.close()
+    with contextlib.suppress(OSError):
+        os.unlink(socket_path)
+        os.rmdir(os.path.dirname(socket_path))
 
 
 def _fork_spare(listener: socket.socket, uid: int, life: int, life_write: int, owner: int) -> int:

@@ -65,10 +65,18 @@ class StatusLines:
 
 
 def take_ready_fd() -> int | None:
-    """The descriptor ENV_READY_FD names, removed from the environment (a job's own child
-    processes must not see it); None when unset or not a descriptor number."""
+    """The descriptor ENV_READY_FD names, removed from the environment and made
+    non-inheritable (a job's own child processes must not see it nor hold it); None when
+    unset or not a descriptor number."""
     text = os.environ.pop(ENV_READY_FD, "")
-    return int(text) if text.isdigit() else None
+    if not text.isdigit():
+        return None
+    fd = int(text)
+    # Nor inherit it: a process a job module starts could hold the stream open past this
+    # worker's exit, and its starter would wait for the end of the stream in vain.
+    with contextlib.suppress(OSError):
+        os.set_inheritable(fd, False)
+    return fd
 
 
 def notify_ready(fd: int) -> None:

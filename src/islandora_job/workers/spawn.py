@@ -33,6 +33,8 @@ from islandora_job.workers.ready import ENV_READY_FD, StatusLines
 _LOG_LINES = 20
 # Seconds a worker that closed its end of the readiness pipe gets to be seen exiting.
 _EXIT_GRACE = 2.0
+# Seconds a registered worker start_worker gives up on has to finish its job (stop_worker's).
+_STOP_GRACE = 10.0
 
 
 class WorkerStartError(RuntimeError):
@@ -67,6 +69,10 @@ class _Spawned:
     def kill(self) -> None:
         """SIGKILL it (nothing when it has exited)."""
         self.popen.kill()
+
+    def terminate(self) -> None:
+        """SIGTERM it: it stops once the job in hand is done (nothing when it has exited)."""
+        self.popen.terminate()
 
     def wait_ready(self, timeout: float) -> bool | None:
         """True once it said it is registered on every server; False when it closed the
@@ -146,12 +152,18 @@ def _popen(argv: list[str], env: dict[str, str], log_fd: int) -> _Spawned:
     return _Spawned(popen, ready_read)
 
 
-def _stop_unregistered(child: launcher.Child, path: Path) -> None:
-    """Kill a worker that is not registered (so holds no job: nothing to let finish) unless
-    it exited, and remove its pidfile."""
+def _stop_started(child: launcher.Child, path: Path) -> None:
+    """Stop a worker start_worker gives up on, unless it exited, and remove its pidfile.
+    SIGTERM: registered on some server, it may hold a job, which then finishes (SIGKILL after
+    the grace of stop_worker); else it ends at once (before its handler is set, SIGTERM
+    ends it outright)."""
     if child.poll() is None:
-        child.kill()
-        child.wait()
+        child.terminate()
+        try:
+            child.wait(_STOP_GRACE)
+        except TimeoutError:
+            child.kill()
+            child.wait()
     children.forget(child.pid)
     remove_pidfile(path, child.pid)
 
@@ -167,7 +179,7 @@ def _wait_registered(child: launcher.Child, path: Path, resolved: Settings, time
     if ready is False:
         with contextlib.suppress(TimeoutError):
             code = child.wait(_EXIT_GRACE)
-    _stop_unregistered(child, path)
+    _stop_started(child, path)
     what = (
         f"exited with status {code}"
         if code is not None
@@ -209,7 +221,7 @@ def start_worker(pidfile: str, *, timeout: float = 30.0, settings: Settings | No
         try:
             select_jobs(load_registry(resolved.modules), None)
         except BaseException:
-            _stop_unregistered(child, path)
+            _stop_started(child, path)
             raise
         _wait_registered(child, path, resolved, max(0.0, deadline - time.monotonic()))
     finally:
