@@ -9,14 +9,17 @@ import selectors
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from islandora_job import config
 from islandora_job.config import Settings, settings_env
+from islandora_job.gearman.admin import AdminError, GearmanAdmin
+from islandora_job.gearman.protocol import ProtocolError
 from islandora_job.logs import tail
 from islandora_job.registry import load_registry
 from islandora_job.workers import children, launcher
-from islandora_job.workers.identity import live_worker
+from islandora_job.workers.identity import client_id, live_worker
 from islandora_job.workers.jobs import select_jobs
 from islandora_job.workers.pidfiles import (
     create_pidfile,
@@ -168,6 +171,21 @@ def _stop_started(child: launcher.Child, path: Path) -> None:
     remove_pidfile(path, child.pid)
 
 
+def _missing_on(servers: Sequence[str], pid: int) -> str:
+    """The servers whose admin `workers` do not list worker ``pid``, each with the error
+    that kept it from answering, if any (for the message of a start that failed)."""
+    missing = []
+    for server in servers:
+        try:
+            with GearmanAdmin(server, timeout=1.0) as admin:
+                if any(w.client_id == client_id(pid) for w in admin.workers()):
+                    continue
+            missing.append(server)
+        except (OSError, AdminError, ProtocolError) as exc:
+            missing.append(f"{server} (which did not answer admin `workers`: {exc})")
+    return ", ".join(missing) or f"every server ({', '.join(servers)}) in time"
+
+
 def _wait_registered(child: launcher.Child, path: Path, resolved: Settings, timeout: float) -> None:
     """Wait for the child to say it is registered on every server (it says so once each
     has answered after its CAN_DOs); else stop it, remove its pidfile and raise
@@ -179,13 +197,16 @@ def _wait_registered(child: launcher.Child, path: Path, resolved: Settings, time
     if ready is False:
         with contextlib.suppress(TimeoutError):
             code = child.wait(_EXIT_GRACE)
+    if code is not None:
+        what = f"exited with status {code}"
+    elif ready is False:
+        what = "closed its readiness pipe without saying it registered, and runs on"
+    else:
+        # Asked while it still runs: the servers that do not list it.
+        what = (
+            f"did not register on {_missing_on(resolved.servers, child.pid)} within {timeout:g} s"
+        )
     _stop_started(child, path)
-    what = (
-        f"exited with status {code}"
-        if code is not None
-        else f"did not register on every server ({', '.join(resolved.servers)}) within "
-        f"{timeout:g} s"
-    )
     raise WorkerStartError(
         f"worker for pidfile {path} {what}; its log {log_path(path)} ends:\n"
         + tail(log_path(path), _LOG_LINES)
