@@ -147,6 +147,22 @@ _REQ = Magic.REQ.value
 _NUL = b"\0"
 
 
+# Sequences taken as a (function, data) pair, besides tuples.
+_PAIRS = (tuple, list)
+
+
+def _kind(kinds: dict[Priority, PacketType], priority: object) -> PacketType:
+    """The packet type of a priority; TypeError naming it when it is not a Priority."""
+    kind: PacketType | None
+    try:
+        kind = kinds.get(priority)  # type: ignore[call-overload]
+    except TypeError:  # unhashable
+        kind = None
+    if kind is None:
+        raise TypeError(f"priority must be a Priority, not {priority!r}")
+    return kind
+
+
 def submit_packets(
     jobs: Sequence[tuple[str, bytes] | Job],
     *,
@@ -166,12 +182,18 @@ def submit_packets(
     kinds = _BACKGROUND if background else _FOREGROUND
     names: dict[str, bytes] = {}
     parts: list[bytes] = []
-    append = parts.append
+    extend = parts.extend
+    pair_kind = _kind(kinds, priority)
+    # Bound once a call: a fork between two calls draws a new prefix (see _fresh_prefix).
+    prefix, counter = _prefix, _counter
     for job in jobs:
-        if isinstance(job, Job):
+        if type(job) is tuple and len(job) == 2:
+            (function, data), unique, kind = job, None, pair_kind
+        elif isinstance(job, Job):
             function, data, unique, job_priority = job
-        elif isinstance(job, tuple | list) and len(job) == 2:
-            (function, data), unique, job_priority = job, None, priority
+            kind = _kind(kinds, job_priority)
+        elif isinstance(job, _PAIRS) and len(job) == 2:
+            (function, data), unique, kind = job, None, pair_kind
         else:
             raise TypeError(
                 f"each job must be a Job or a (function, data) pair, not {job!r}: give the "
@@ -180,21 +202,24 @@ def submit_packets(
         raw = names.get(function) if type(function) is str else None
         if raw is None:
             raw = names[function] = function_name(function)
-        try:
-            kind = kinds.get(job_priority)
-        except TypeError:  # unhashable
-            kind = None
-        if kind is None:
-            raise TypeError(f"priority must be a Priority, not {job_priority!r}")
         if type(data) is not bytes:
             data = _payload(data)
-        uid = _unique(unique)
-        append(_HEADER.pack(_REQ, kind, len(raw) + len(uid) + len(data) + 2))
-        append(raw)
-        append(_NUL)
-        append(uid)
-        append(_NUL)
-        append(data)
+        if unique is None:
+            # _unique's fresh id, made here: this loop is the hot path of a pipelined batch.
+            n = next(counter)
+            uid = b"%b%04x-%012x" % (prefix, 0x8000 | (n >> 48) & 0x3FFF, n & 0xFFFFFFFFFFFF)
+        else:
+            uid = _unique(unique)
+        extend(
+            (
+                _HEADER.pack(_REQ, kind, len(raw) + len(uid) + len(data) + 2),
+                raw,
+                _NUL,
+                uid,
+                _NUL,
+                data,
+            )
+        )
     return b"".join(parts)
 
 
