@@ -133,11 +133,7 @@ _fresh_prefix()
 os.register_at_fork(after_in_child=_fresh_prefix)
 
 
-def _unique(unique: str | None) -> bytes:
-    if unique is None:
-        n = next(_counter)
-        # The RFC 4122 variant bits (10) start the fourth group.
-        return b"%b%04x-%012x" % (_prefix, 0x8000 | (n >> 48) & 0x3FFF, n & 0xFFFFFFFFFFFF)
+def _given_unique(unique: str) -> bytes:
     if "\0" in unique:
         raise ValueError(f"unique id {unique!r} contains a NUL byte; remove it")
     return unique.encode("utf-8", "surrogateescape")
@@ -205,11 +201,12 @@ def submit_packets(
         if type(data) is not bytes:
             data = _payload(data)
         if unique is None:
-            # _unique's fresh id, made here: this loop is the hot path of a pipelined batch.
+            # A fresh id (see _fresh_prefix); the RFC 4122 variant bits (10) start its fourth
+            # group. Made here, not by a function: this loop is a pipelined batch's hot path.
             n = next(counter)
             uid = b"%b%04x-%012x" % (prefix, 0x8000 | (n >> 48) & 0x3FFF, n & 0xFFFFFFFFFFFF)
         else:
-            uid = _unique(unique)
+            uid = _given_unique(unique)
         extend(
             (
                 _HEADER.pack(_REQ, kind, len(raw) + len(uid) + len(data) + 2),
