@@ -12,7 +12,15 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.common import Row, Stats, describe_error, gearmand, unavailable, workdir
+from benchmarks.common import (
+    Row,
+    Stats,
+    cpu_seconds,
+    describe_error,
+    gearmand,
+    unavailable,
+    workdir,
+)
 from benchmarks.roundtrip import c_argv
 from islandora_job import JobClient, payload
 from islandora_job.config import settings
@@ -94,9 +102,9 @@ def _measure(queue: str, where: Path, runs: int) -> list[Row]:
             daemon = psutil.Process(server.pid)
             c.append(c_sequential_rate(address, seq_jobs))
             seq.append(sequential_rate(address, seq_jobs))
-            before = sum(daemon.cpu_times()[:2])
+            before = cpu_seconds(daemon.pid)
             pipe.append(pipelined_rate(address, pipe_jobs, client_cpu))
-            server_cpu.append((sum(daemon.cpu_times()[:2]) - before) / (pipe_jobs + 1))
+            server_cpu.append((cpu_seconds(daemon.pid) - before) / (pipe_jobs + 1))
             expected = 2 * seq_jobs + pipe_jobs + 2
             queued = _queued(address)
         if queued != expected:

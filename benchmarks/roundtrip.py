@@ -22,6 +22,7 @@ from benchmarks.common import (
     Row,
     Stats,
     child_env,
+    cpu_seconds,
     function_workers,
     gearmand,
     job_settings,
@@ -149,10 +150,9 @@ def cpu_per_job(
 ) -> tuple[float, float]:
     """Run measure(jobs) and return the process's CPU per job meanwhile, in µs (user + system)
     and its jobs/s; psutil.NoSuchProcess when the process is gone."""
-    before = process.cpu_times()
+    before = cpu_seconds(process.pid)
     rate = measure(jobs)
-    after = process.cpu_times()
-    used = (after.user - before.user) + (after.system - before.system)
+    used = cpu_seconds(process.pid) - before
     return used / jobs * 1e6, rate
 
 
