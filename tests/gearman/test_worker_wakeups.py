@@ -101,6 +101,16 @@ class ScriptedServer:
         assert self.conn is not None
         self.conn.sendall(b"".join(packets))
 
+    def bring_to_sleep(self, worker: GearmanWorker, timeout: float = 10.0) -> None:
+        """Take the worker's next connection and answer its hello until it sleeps here."""
+        self.accept(timeout)
+        self.expect(T.GRAB_JOB_UNIQ)
+        self.send(response(T.NO_JOB))
+        self.expect(T.CAN_DO, T.GRAB_JOB_UNIQ)
+        self.send(response(T.NO_JOB))
+        self.expect(T.PRE_SLEEP)
+        wait_until(worker.sleeping_on)
+
     def quiet(self, seconds: float) -> bool:
         """True when the worker sends nothing for ``seconds``."""
         assert self.conn is not None
@@ -135,13 +145,7 @@ def _sleeping_worker(
     worker.register("f", handler)
     thread = threading.Thread(target=worker.work, daemon=True)
     thread.start()
-    server.accept()
-    server.expect(T.GRAB_JOB_UNIQ)
-    server.send(response(T.NO_JOB))
-    server.expect(T.CAN_DO, T.GRAB_JOB_UNIQ)
-    server.send(response(T.NO_JOB))
-    server.expect(T.PRE_SLEEP)
-    wait_until(worker.sleeping_on)
+    server.bring_to_sleep(worker)
     return worker, thread
 
 
@@ -215,13 +219,7 @@ def test_a_reset_connection_leaves_the_poller_with_the_new_one_alone(
         wait_until(lambda: not worker.registered_on())
         # Take the socket number the worker's connection had: the new one gets another.
         with socket.socket() as _taken:
-            scripted.accept(timeout=3)
-            scripted.expect(T.GRAB_JOB_UNIQ)
-            scripted.send(response(T.NO_JOB))
-            scripted.expect(T.CAN_DO, T.GRAB_JOB_UNIQ)
-            scripted.send(response(T.NO_JOB))
-            scripted.expect(T.PRE_SLEEP)
-            wait_until(worker.sleeping_on)
+            scripted.bring_to_sleep(worker, timeout=3)
             # One socket watched, the new one: the old one left with its server.
             assert list(worker._by_fd.values()) == worker._servers
     finally:

@@ -114,17 +114,14 @@ def test_under_xdist_each_worker_has_a_launcher_and_the_controller_none(
     assert len(set(pids)) == 2
 
 
-def test_a_run_naming_no_job_modules_starts_it_when_collection_finds_workers(
-    pytester: pytest.Pytester, project
+@pytest.mark.parametrize(
+    ("suite", "passed"),
+    [(FACTORY_WORKERS, 2), (NO_WORKERS, 1)],
+    ids=["collection-finds-workers", "no-worker-tests"],
+)
+def test_a_run_naming_no_job_modules_starts_it_only_when_collection_finds_workers(
+    pytester: pytest.Pytester, project, suite: str, passed: int
 ) -> None:
     pytester.makeini("[pytest]\n")
-    pytester.makepyfile(test_factory_workers=FACTORY_WORKERS)
-    pytester.runpytest_subprocess("-p", "no:xdist").assert_outcomes(passed=2)
-
-
-def test_a_run_naming_no_job_modules_without_worker_tests_starts_no_launcher(
-    pytester: pytest.Pytester, project
-) -> None:
-    pytester.makeini("[pytest]\n")
-    pytester.makepyfile(test_no_workers=NO_WORKERS)
-    pytester.runpytest_subprocess("-p", "no:xdist").assert_outcomes(passed=1)
+    pytester.makepyfile(test_suite=suite)
+    pytester.runpytest_subprocess("-p", "no:xdist").assert_outcomes(passed=passed)

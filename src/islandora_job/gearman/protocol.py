@@ -182,8 +182,12 @@ def encode(magic: Magic, type: PacketType, *args: bytes) -> bytes:
                 f"argument {index + 1} of {type.name} contains a NUL byte, which the Gearman "
                 "protocol uses as separator; remove it (only the last argument may hold NUL)"
             )
+    return _framed(magic.value, type, args)
+
+
+def _framed(magic: bytes, type: PacketType, args: tuple[bytes, ...]) -> bytes:
     body = b"\0".join(args)
-    return _HEADER.pack(magic.value, type, len(body)) + body
+    return _HEADER.pack(magic, type, len(body)) + body
 
 
 _REQ = Magic.REQ.value
@@ -199,8 +203,7 @@ def trusted_request(type: PacketType, *args: bytes) -> bytes:
     arguments are right by construction (e.g. a job handle the server sent, then opaque data):
     a wrong count or a NUL in a leading argument goes out as it is. Raises struct.error
     only for a body over 4 GiB."""
-    body = b"\0".join(args)
-    return _HEADER.pack(_REQ, type, len(body)) + body
+    return _framed(_REQ, type, args)
 
 
 def response(type: PacketType, *args: bytes) -> bytes:
