@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from islandora_job.gearman import GearmanAdmin, GearmanWorker, ServerUnavailable
+from islandora_job.gearman.connection import Connection
 from pytest_islandora_job.config import ServerSettings
 from pytest_islandora_job.ports import claim_port, release
 from pytest_islandora_job.servers import make_servers
@@ -134,3 +135,17 @@ def worker_process() -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Count the calls of a Connection method from now on (in this process; the worker
+    alone calls receive and send_some, the client alone _fill): the count is element 0."""
+    calls = [0]
+    original: Callable[..., object] = getattr(Connection, name)
+
+    def counted(self: Connection, *args: object) -> object:
+        calls[0] += 1
+        return original(self, *args)
+
+    monkeypatch.setattr(Connection, name, counted)
+    return calls

@@ -11,27 +11,13 @@ from collections.abc import Callable
 import pytest
 
 from islandora_job.gearman import GearmanAdmin, GearmanClient, GearmanTimeout, GearmanWorker
-from islandora_job.gearman.connection import Connection
 from islandora_job.gearman.protocol import Magic, Packet, PacketType
 from islandora_job.gearman.tracker import ReplyTracker
 from tests.helpers import fresh
 
-from .conftest import Gearmand, worker_thread
+from .conftest import Gearmand, counting, worker_thread
 
 T = PacketType
-
-
-def _reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the waiting reads (only the client's: the worker reads without waiting)."""
-    calls = [0]
-    original: Callable[..., None] = Connection._fill
-
-    def counted(self: Connection, *args: object) -> None:
-        calls[0] += 1
-        original(self, *args)
-
-    monkeypatch.setattr(Connection, "_fill", counted)
-    return calls
 
 
 def _sleeper(seconds: float) -> Callable[[object], bytes]:
@@ -52,7 +38,7 @@ def test_a_foreground_job_costs_the_client_one_read(
     jobs = 50
     with worker_thread(worker), GearmanClient([gearmand.address]) as client:
         assert client.submit(name, b"warm", timeout=5).ok  # JOB_CREATED seen once
-        reads = _reads(monkeypatch)
+        reads = counting(monkeypatch, "_fill")
         for _ in range(jobs):
             assert client.submit(name, b"", timeout=5).data == b"done"
     # Waking for the JOB_CREATED alone would take two reads a job.

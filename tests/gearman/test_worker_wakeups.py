@@ -16,27 +16,13 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from islandora_job.gearman import GearmanClient, GearmanWorker, WorkerJob
-from islandora_job.gearman.connection import Connection
 from islandora_job.gearman.protocol import Magic, Packet, PacketDecoder, PacketType, response
 from islandora_job.gearman.worker import _PROBE_EVERY, _PROBE_MAX, _Server
 from tests.helpers import fresh, wait_until
 
-from .conftest import Gearmand, worker_thread
+from .conftest import Gearmand, counting, worker_thread
 
 T = PacketType
-
-
-def _counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
-    """Count the calls of a Connection method (the worker alone calls receive and send_some)."""
-    calls = [0]
-    original: Callable[..., object] = getattr(Connection, name)
-
-    def counted(self: Connection, *args: object) -> object:
-        calls[0] += 1
-        return original(self, *args)
-
-    monkeypatch.setattr(Connection, name, counted)
-    return calls
 
 
 def test_a_sequential_job_costs_the_worker_one_read_and_two_writes(
@@ -49,8 +35,8 @@ def test_a_sequential_job_costs_the_worker_one_read_and_two_writes(
     with worker_thread(worker), GearmanClient([gearmand.address]) as client:
         assert client.submit(name, b"warm", timeout=5).data == b"warm"
         wait_until(worker.sleeping_on)
-        reads = _counting(monkeypatch, "receive")
-        writes = _counting(monkeypatch, "send_some")
+        reads = counting(monkeypatch, "receive")
+        writes = counting(monkeypatch, "send_some")
         for i in range(jobs):
             assert client.submit(name, b"%d" % i, timeout=5).data == b"%d" % i
         wait_until(worker.sleeping_on)

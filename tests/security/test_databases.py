@@ -48,6 +48,14 @@ print("GOT", json.dumps(got))
 SECRET_FUNCTION = "secret_queue_probe"
 
 
+def _shows_nothing(server: GearmanServer, database_pid: int, secret_word: str) -> None:
+    """What `ps` shows of gearmand holds no ``secret_word``, the database listens on no TCP
+    port, and it is not root."""
+    assert secret_word not in " ".join(psutil.Process(server.pid).cmdline())
+    assert _tcp_ports(database_pid) == []
+    assert psutil.Process(database_pid).uids().real != 0
+
+
 def _tcp_ports(pid: int) -> list[int]:
     return sorted(
         c.laddr.port for c in psutil.Process(pid).net_connections("inet") if c.status == "LISTEN"
@@ -100,11 +108,7 @@ def test_another_user_cannot_read_the_mariadb_queue_nor_write_files(
     output = _attack(other_user, attempts)
     assert queued_secret not in output
     assert not outfile.exists()
-    # What `ps` shows gives nothing away, and the server is not root.
-    gearmand = " ".join(psutil.Process(guarded_server.pid).cmdline())
-    assert "--mysql-password" not in gearmand
-    assert _tcp_ports(instance.pid) == []
-    assert psutil.Process(instance.pid).uids().real != 0
+    _shows_nothing(guarded_server, instance.pid, "--mysql-password")
 
 
 @pytest.mark.parametrize("guarded_server", ["mysql"], indirect=True)
@@ -151,9 +155,7 @@ def test_another_user_cannot_read_the_postgres_queue_nor_run_commands(
     output = _attack(other_user, attempts)
     assert queued_secret not in output
     assert not marker.exists()
-    assert "password" not in " ".join(psutil.Process(guarded_server.pid).cmdline())
-    assert _tcp_ports(instance.pid) == []
-    assert psutil.Process(instance.pid).uids().real != 0
+    _shows_nothing(guarded_server, instance.pid, "password")
 
 
 @pytest.mark.parametrize("guarded_server", ["postgres"], indirect=True)
