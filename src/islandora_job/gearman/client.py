@@ -317,7 +317,7 @@ class GearmanClient:
         self._links[index] = link
         try:
             link.tracker.asked_option("exceptions")
-            what = _says("OPTION_REQ")
+            what = _says(f"gearmand at {conn.address} did not answer OPTION_REQ exceptions")
             self._send(index, link, request(_T.OPTION_REQ, b"exceptions"), deadline, what)
             while not any(
                 isinstance(event, OptionAccepted)
@@ -328,8 +328,9 @@ class GearmanClient:
                 pass
         except (GearmanTimeout, ProtocolError, ServerError) as exc:
             self._drop(index)
+            # A timeout's message starts with what() already.
             raise ServerUnavailable(
-                f"gearmand at {conn.address} did not answer OPTION_REQ exceptions: {exc}"
+                str(exc) if isinstance(exc, GearmanTimeout) else f"{what()}: {exc}"
             ) from exc
         self._suspects.pop(index, None)
         return link
@@ -430,7 +431,7 @@ class GearmanClient:
                     self._drop(index)
                 raise GearmanTimeout(
                     f"{what()}: no answer from gearmand at {conn.address} within "
-                    f"{max(timeout, 0):g} s",
+                    f"{max(timeout, 0):.3g} s",
                     tracker.running,
                 ) from None
             except ServerUnavailable:
