@@ -105,12 +105,17 @@ def timed(action: Callable[[], object]) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) process ``pid`` has used so far, at nanosecond resolution
-    (/proc/PID/schedstat; psutil's figures come in 10 ms clock ticks, a large share of what
-    a benchmark's window costs). psutil.NoSuchProcess when it is gone."""
+    """CPU seconds (user + system) the threads of process ``pid`` have used so far, at
+    nanosecond resolution (/proc/PID/task/*/schedstat, one line per live thread: psutil's
+    figures come in 10 ms clock ticks, a large share of what a benchmark's window costs).
+    psutil.NoSuchProcess when it is gone."""
+    tasks = Path(f"/proc/{pid}/task")
     try:
-        with open(f"/proc/{pid}/schedstat") as stats:
-            return int(stats.read().split()[0]) / 1e9
+        total = 0
+        for task in tasks.iterdir():
+            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9
     except FileNotFoundError:
         raise psutil.NoSuchProcess(pid) from None
     except (OSError, ValueError, IndexError):  # no schedstat here: psutil's ticks
@@ -213,15 +218,17 @@ def workdir(prefix: str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def gearmand(
-    where: Path, queue: str = "builtin", backend: str = "process"
+    where: Path, queue: str = "builtin", backend: str = "process", extra_args: Sequence[str] = ()
 ) -> Iterator[GearmanServer]:
     """A gearmand (or, with backend "embedded", the embedded server) started as the
-    gearman_server fixture starts it (make_servers), closed after.
+    gearman_server fixture starts it (make_servers), with ``extra_args`` as
+    --gearman-extra-args gives them, closed after.
 
     Raises what make_servers and start raise (ServerStartError, ImportError for a queue
     type whose database support is missing).
     """
-    server = make_servers(ServerSettings(queue=queue, backend=backend), where)[0]
+    settings = ServerSettings(queue=queue, backend=backend, extra_args=tuple(extra_args))
+    server = make_servers(settings, where)[0]
     try:
         server.start()
         yield server

@@ -4,7 +4,7 @@
   them: fork, bind, our admin `getpid` check), next to gearmand's under the process backend;
 - foreground round trips through it with our client and native worker, next to the same
   through gearmand, runs alternating (one native worker on each server, both up throughout);
-- pipelined background submits (GearmanClient.submit_background_many), a fresh server per run,
+- pipelined background submits (GearmanClient.stream_background), a fresh server per run,
   next to gearmand's, the queued count checked after each run.
 """
 

@@ -55,6 +55,9 @@ WORKER_START_TARGET_MS = 15.0
 WORKER_STOP_TARGET_MS = 100.0
 PER_TEST_TARGET_MS = 20.0
 SUITE_TESTS = 50
+# Runs of each suite pair: the per-test cost is a difference of two wall times over 50
+# tests, whose median settles with more runs than the slow figures get.
+SUITE_RUNS = 5
 SHARED_TESTS = 40
 
 
@@ -474,7 +477,7 @@ def run(runs: int, slow_runs: int) -> list[Row]:
                 rows.append(unavailable(SECTION, label, "ms", describe_error(exc)))
     for measure in (
         lambda: worker_start_stop(runs),
-        lambda: suite_overhead(slow_runs),
+        lambda: suite_overhead(min(runs, SUITE_RUNS)),
         lambda: shared_worker_suite(slow_runs),
     ):
         try:

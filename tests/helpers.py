@@ -1,15 +1,19 @@
-"""Small helpers the test modules share: polling waits, fresh names, queue counts."""
+"""Small helpers the test modules share: polling waits, fresh names, queue counts, a
+scripted Gearman peer."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 
 from islandora_job.gearman.admin import FunctionStatus, GearmanAdmin
+from islandora_job.gearman.protocol import Magic, PacketDecoder, PacketType
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
@@ -61,3 +65,32 @@ def lines_of(path: Path, count: int, timeout: float = 20.0) -> list[str]:
 
     wait_until(enough, timeout, f"{path} having {count} lines")
     return found
+
+
+def scripted_peer(script: Callable[[socket.socket, PacketDecoder], None]) -> Iterator[str]:
+    """A one-connection peer running ``script`` (our codec on a loopback socket) in a
+    thread; yields its address once, joins the thread after."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            script(conn, PacketDecoder(Magic.REQ))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        thread.join(10)
+        listener.close()
+
+
+def read_kinds(conn: socket.socket, decoder: PacketDecoder, count: int) -> list[PacketType]:
+    """The types of the next ``count`` packets a scripted peer reads (more, when one read
+    completes more)."""
+    kinds: list[PacketType] = []
+    while len(kinds) < count:
+        kinds += [p.type for p in decoder.feed(conn.recv(65536))]
+    return kinds

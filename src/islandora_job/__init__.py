@@ -1,8 +1,8 @@
 """Gearman jobs for Python, a port of the Drupal module Islandora Job.
 
 Modules register job functions (`register_jobs()`); code submits jobs in the foreground
-(`submit`), in the background (`submit_background`) or as a batch (`submit_batch`,
-`run_batch`), with priorities and unique ids; pidfile-managed workers (`start_worker` /
+(`submit`), in the background (`submit_background`, or `stream_background` for many) or as
+a batch (`submit_batch`, `run_batch`), with priorities and unique ids; pidfile-managed workers (`start_worker` /
 `stop_worker`) run them, and a job reports its `progress`. `islandora_job.aio` is the
 asyncio client. Payloads are JSON.
 """
@@ -14,6 +14,7 @@ from islandora_job.api import (
     NoServerChosen,
     job_status,
     run_batch,
+    stream_background,
     submit,
     submit_background,
     submit_batch,
@@ -62,6 +63,7 @@ __all__ = [
     "settings",
     "start_worker",
     "stop_worker",
+    "stream_background",
     "submit",
     "submit_background",
     "submit_batch",

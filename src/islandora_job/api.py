@@ -26,6 +26,7 @@ from islandora_job.config import (
     parse_site,
 )
 from islandora_job.gearman.client import (
+    STREAM_WINDOW,
     GearmanClient,
     GearmanTimeout,
     Job,
@@ -155,29 +156,31 @@ _ENTRY = "{'job_name': ..., 'args': [...]}"
 def _check_batch(batch: Sequence[Mapping[str, object]]) -> list[BatchEntry]:
     if isinstance(batch, (str, bytes)) or not isinstance(batch, Sequence):
         raise TypeError(f"a batch must be a list of {_ENTRY}, not {type(batch).__name__}")
-    jobs: list[BatchEntry] = []
-    for index, entry in enumerate(batch):
-        where = f"batch entry {index}"
-        if not isinstance(entry, Mapping):
-            raise TypeError(f"{where} is a {type(entry).__name__}: give {_ENTRY}")
-        unknown = set(entry) - set(_BATCH_KEYS)
-        if unknown:
-            raise ValueError(
-                f"{where} has unknown keys {sorted(unknown)}: use {', '.join(_BATCH_KEYS)}"
-            )
-        if "job_name" not in entry:
-            raise ValueError(f"{where} has no job_name: give {_ENTRY}")
-        args = entry.get("args", [])
-        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
-            raise TypeError(f"{where}: args must be a list, not {type(args).__name__}")
-        try:
-            job_name = payload.check_job_name(entry["job_name"])
-            priority = _priority(str(entry.get("priority", "normal")))
-            unique = _unique(entry.get("unique"))
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{where}: {exc}") from None
-        jobs.append(BatchEntry(job_name, args, priority, unique))
-    return jobs
+    return [_check_entry(index, entry) for index, entry in enumerate(batch)]
+
+
+def _check_entry(index: int, entry: Mapping[str, object]) -> BatchEntry:
+    """Entry ``index`` of a batch, checked; TypeError/ValueError naming it otherwise."""
+    where = f"batch entry {index}"
+    if not isinstance(entry, Mapping):
+        raise TypeError(f"{where} is a {type(entry).__name__}: give {_ENTRY}")
+    unknown = set(entry) - set(_BATCH_KEYS)
+    if unknown:
+        raise ValueError(
+            f"{where} has unknown keys {sorted(unknown)}: use {', '.join(_BATCH_KEYS)}"
+        )
+    if "job_name" not in entry:
+        raise ValueError(f"{where} has no job_name: give {_ENTRY}")
+    args = entry.get("args", [])
+    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+        raise TypeError(f"{where}: args must be a list, not {type(args).__name__}")
+    try:
+        job_name = payload.check_job_name(entry["job_name"])
+        priority = _priority(str(entry.get("priority", "normal")))
+        unique = _unique(entry.get("unique"))
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+    return BatchEntry(job_name, args, priority, unique)
 
 
 def batch_succeeded(outcomes: Iterable[object]) -> bool:
@@ -543,6 +546,26 @@ class JobClient:
         """
         return batch_succeeded(self.run_batch(batch, timeout=timeout, on_complete=on_complete))
 
+    def stream_background(
+        self, batch: Iterable[Mapping[str, object]], *, window: int = STREAM_WINDOW
+    ) -> Iterator[str]:
+        """Queue a batch's jobs in the background and yield their handles in input order,
+        each once gearmand acknowledged it.
+
+        Entries are as for run_batch, from any iterable: a generator's are read as the jobs
+        go out, with at most ``window`` sent and not yet acknowledged, so that memory stays
+        bounded whatever their number. An entry that cannot be sent (ValueError/TypeError
+        naming it, UnknownJob, PayloadError) raises when it is reached, after every job
+        before it was queued and its handle yielded. Raises TypeError for a batch that is
+        not iterable, ValueError for a bad ``window`` (both at the call), and otherwise as
+        GearmanClient.stream_background (ServerUnavailable, GearmanTimeout, ServerError).
+        """
+        if isinstance(batch, (str, bytes, Mapping)) or not isinstance(batch, Iterable):
+            raise TypeError(f"a batch must be an iterable of {_ENTRY}, not {type(batch).__name__}")
+        job = self._codec.job
+        jobs = (job(_check_entry(index, entry)) for index, entry in enumerate(batch))
+        return self._gearman.stream_background(jobs, window=window)
+
     def job_status(self, handle: str) -> JobStatus:
         """The status of a job by handle: known, running, numerator, denominator."""
         return self._gearman.get_status(handle)
@@ -643,6 +666,13 @@ def run_batch(
 ) -> list[object]:
     """`JobClient.run_batch` on the configured servers."""
     return _client().run_batch(batch, timeout=timeout, on_complete=on_complete)
+
+
+def stream_background(
+    batch: Iterable[Mapping[str, object]], *, window: int = STREAM_WINDOW
+) -> Iterator[str]:
+    """`JobClient.stream_background` on the configured servers."""
+    return _client().stream_background(batch, window=window)
 
 
 def job_status(handle: str) -> JobStatus:

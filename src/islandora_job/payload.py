@@ -16,7 +16,6 @@ import dataclasses
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from functools import partial
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from json.scanner import make_scanner
 from typing import cast
@@ -68,30 +67,48 @@ def _not_json(value: object) -> object:
 # encoder for every payload: json.dumps (and JSONEncoder.encode) build a new one per call,
 # which is most of the cost of a small payload. Without a table of the containers being
 # encoded (markers None, which also keeps it safe to share between threads) a value that
-# contains itself raises RecursionError, reported as such below.
-_ENCODE: Callable[[object], Iterable[str]] = (
-    json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).iterencode
+# contains itself raises RecursionError, reported as such below. The C encoder is given
+# its indent level by position: through functools.partial, or by keyword, the call costs
+# twice as much.
+_PY_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).iterencode
+_C_ENCODE: Callable[[object, int], Iterable[str]] | None = (
+    None
     if c_make_encoder is None
-    else partial(
-        c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, False),
-        _current_indent_level=0,
-    )
+    else c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, False)
 )
 
 
-def _dumps(value: object) -> bytes:
+def _text(value: object) -> str:
     try:
-        return "".join(_ENCODE(value)).encode()
+        if _C_ENCODE is not None:
+            return "".join(_C_ENCODE(value, 0))
+        return "".join(_PY_ENCODE(value))
     except RecursionError:
         raise ValueError("a value contains itself, or is nested too deeply") from None
 
 
-# Job names found good: checking a name costs more than the rest of a small payload. Kept
-# for a few hundred names at most (a program submits to a handful).
-_GOOD_NAMES: set[str] = set()
-_GOOD_NAMES_KEPT = 512
+def _dumps(value: object) -> bytes:
+    return _text(value).encode()
+
+
+# The start of the payload of each job name found good, '{"func":"name","args":': checking
+# and encoding a name cost more than the rest of a small payload. Kept for a few hundred
+# names at most (a program submits to a handful).
+_HEADS: dict[str, str] = {}
+_HEADS_KEPT = 512
+# What ends a payload after its arguments.
+_TAIL = "}"
+_JSON_RESULT_TAIL = f",{encode_basestring(RESULT_KEY)}:{encode_basestring(RESULT_JSON)}}}"
 # A tuple, not ``list | tuple``: a union would be built at every call.
 _LIST_LIKE = (list, tuple)
+
+
+def _head(job_name: str) -> str:
+    check_job_name(job_name)
+    if len(_HEADS) >= _HEADS_KEPT:
+        _HEADS.clear()
+    head = _HEADS[job_name] = f'{{"func":{encode_basestring(job_name)},"args":'
+    return head
 
 
 def encode(
@@ -106,19 +123,16 @@ def encode(
     Raises TypeError when an argument cannot be encoded as JSON (serialize it first),
     ValueError for a bad job name and PayloadError when the payload is over the maximum size.
     """
-    if job_name.__class__ is not str or job_name not in _GOOD_NAMES:
-        check_job_name(job_name)
-        if len(_GOOD_NAMES) >= _GOOD_NAMES_KEPT:
-            _GOOD_NAMES.clear()
-        _GOOD_NAMES.add(job_name)
+    # The object {"func": job_name, "args": args} written as the encoder would write it,
+    # from its cached start, the arguments' JSON and its end.
+    head = _HEADS.get(job_name) if job_name.__class__ is str else None
+    if head is None:
+        head = _head(job_name)
     try:
         # A tuple is encoded as a list; any other sequence is made one first.
         if not isinstance(args, _LIST_LIKE):
             args = list(args)
-        obj: dict[str, object] = {"func": job_name, "args": args}
-        if json_result:
-            obj[RESULT_KEY] = RESULT_JSON
-        data = _dumps(obj)
+        data = (head + _text(args) + (_JSON_RESULT_TAIL if json_result else _TAIL)).encode()
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"the arguments of job {job_name!r} cannot be encoded as JSON ({exc}): serialize "

@@ -18,6 +18,38 @@ def test_encode_is_the_original_modules_json() -> None:
     assert payload.decode(data, "add") == ("add", [1, 2.5, "x"])
 
 
+def _reference(name: str, args: list[object], json_result: bool) -> bytes:
+    obj: dict[str, object] = {"func": name, "args": args}
+    if json_result:
+        obj["result"] = "json"
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("encoder", ["C", "pure Python"])
+@pytest.mark.parametrize("json_result", [False, True])
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("echo", [5]),
+        ('quote " back\\slash\nnewline ☃', ("tuple", 2.5, None)),
+        ("d", [{"k": [1, {"x": "ü\u2028"}]}, -0.0, 10**30]),
+        ("empty", []),
+    ],
+)
+def test_encode_writes_what_json_dumps_writes_with_either_encoder(
+    monkeypatch: pytest.MonkeyPatch,
+    encoder: str,
+    json_result: bool,
+    name: str,
+    args: list[object],
+) -> None:
+    if encoder != "C":
+        monkeypatch.setattr(payload, "_C_ENCODE", None)
+    for _ in range(2):  # the cached start of a name's payload too
+        data = payload.encode(name, args, json_result=json_result)
+        assert data == _reference(name, list(args), json_result)
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -14,15 +14,15 @@ from __future__ import annotations
 import enum
 import itertools
 import os
+import struct
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from .connection import Connection, ServerUnavailable, parse_address
 from .protocol import (
-    _HEADER,
     MAX_PACKET_SIZE,
     Magic,
     PacketType,
@@ -44,6 +44,7 @@ from .tracker import (
 )
 
 __all__ = [
+    "STREAM_WINDOW",
     "GearmanClient",
     "GearmanTimeout",
     "Job",
@@ -60,6 +61,13 @@ _T = PacketType
 _MAX_REMEMBERED_HANDLES = 100_000
 # How long a server that hung (accepted, then acknowledged nothing) is tried last.
 _SUSPECT_SECONDS = 60.0
+# Jobs a stream frames and sends at a time: small enough that gearmand starts on them
+# while the next are made, large enough that a send carries many.
+_STREAM_CHUNK = 128
+#: The jobs a stream keeps sent and not yet acknowledged, by default. gearmand answers a
+#: read's worth of submits at a time: with a few hundred in flight it would wait for the
+#: client between reads. What is in flight is bounded in bytes by the sockets' buffers.
+STREAM_WINDOW = 4000
 
 
 class Priority(enum.Enum):
@@ -114,23 +122,28 @@ class Job(NamedTuple):
     priority: Priority = Priority.NORMAL
 
 
-# Fresh unique ids are version 4 UUIDs whose first half is random per process and whose
-# second half counts up from a random start: as unlikely to repeat as random ones (unique
-# ids need uniqueness, not secrecy), at a third of the cost on the submit path. A forked
-# child draws a prefix of its own.
+# Fresh unique ids are version 4 UUIDs whose first four groups are random per process and
+# whose last group (48 bits) counts up from a random start below 2**47: as unlikely to
+# repeat as random ones (unique ids need uniqueness, not secrecy), at a fraction of the cost
+# on the submit path. A forked child draws a prefix of its own.
 _prefix = b""
 _counter = itertools.count()
 
 
 def _fresh_prefix() -> None:
     global _prefix, _counter
-    h = os.urandom(8).hex()
-    _prefix = f"{h[:8]}-{h[8:12]}-4{h[13:]}-".encode()
-    _counter = itertools.count(int.from_bytes(os.urandom(8), "big") >> 2)
+    h = os.urandom(10).hex()
+    # The RFC 4122 version (4) starts the third group, the variant bits (10) the fourth.
+    variant = "89ab"[int(h[15], 16) & 3]
+    _prefix = f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{variant}{h[16:19]}-".encode()
+    _counter = itertools.count(int.from_bytes(os.urandom(8), "big") >> 17)
 
 
 _fresh_prefix()
 os.register_at_fork(after_in_child=_fresh_prefix)
+# A fresh id's last group and the NUL after it, as submit_packets writes them.
+_COUNTED = b"%012x\0"
+_COUNTED_SIZE = len(_COUNTED % 0)
 
 
 def _given_unique(unique: str) -> bytes:
@@ -141,6 +154,7 @@ def _given_unique(unique: str) -> bytes:
 
 _REQ = Magic.REQ.value
 _NUL = b"\0"
+_SIZE = struct.Struct(">I")
 
 
 # Sequences taken as a (function, data) pair, besides tuples.
@@ -160,7 +174,7 @@ def _kind(kinds: dict[Priority, PacketType], priority: object) -> PacketType:
 
 
 def submit_packets(
-    jobs: Sequence[tuple[str, bytes] | Job],
+    jobs: Iterable[tuple[str, bytes] | Job],
     *,
     background: bool,
     priority: Priority = Priority.NORMAL,
@@ -176,16 +190,37 @@ def submit_packets(
     # make already): this runs once per job of a pipelined batch, and request() costs
     # several times more. Each function name is checked once a call.
     kinds = _BACKGROUND if background else _FOREGROUND
-    names: dict[str, bytes] = {}
-    parts: list[bytes] = []
-    extend = parts.extend
     pair_kind = _kind(kinds, priority)
+    pair_head = _REQ + _SIZE.pack(pair_kind)
     # Bound once a call: a fork between two calls draws a new prefix (see _fresh_prefix).
     prefix, counter = _prefix, _counter
+    # Per function name of a pair: its wire name, a NUL and the fresh ids' prefix.
+    starts: dict[str, bytes] = {}
+    parts: list[bytes] = []
+    extend = parts.extend
+    pack = _SIZE.pack
     for job in jobs:
         if type(job) is tuple and len(job) == 2:
-            (function, data), unique, kind = job, None, pair_kind
-        elif isinstance(job, Job):
+            function, data = job
+            start = starts.get(function) if type(function) is str else None
+            if start is None:
+                start = function_name(function) + _NUL + prefix
+                if type(function) is str:
+                    starts[function] = start
+            if type(data) is not bytes:
+                data = _payload(data)
+            # The fresh id's last group, then the data: see _fresh_prefix.
+            extend(
+                (
+                    pair_head,
+                    pack(len(start) + _COUNTED_SIZE + len(data)),
+                    start,
+                    _COUNTED % next(counter),
+                    data,
+                )
+            )
+            continue
+        if isinstance(job, Job):
             function, data, unique, job_priority = job
             kind = _kind(kinds, job_priority)
         elif isinstance(job, _PAIRS) and len(job) == 2:
@@ -195,29 +230,23 @@ def submit_packets(
                 f"each job must be a Job or a (function, data) pair, not {job!r}: give the "
                 "unique id and priority through Job(function, data, unique, priority)"
             )
-        raw = names.get(function) if type(function) is str else None
-        if raw is None:
-            raw = names[function] = function_name(function)
+        raw = function_name(function)
         if type(data) is not bytes:
             data = _payload(data)
-        if unique is None:
-            # A fresh id (see _fresh_prefix); the RFC 4122 variant bits (10) start its fourth
-            # group. Made here, not by a function: this loop is a pipelined batch's hot path.
-            n = next(counter)
-            uid = b"%b%04x-%012x" % (prefix, 0x8000 | (n >> 48) & 0x3FFF, n & 0xFFFFFFFFFFFF)
-        else:
-            uid = _given_unique(unique)
-        extend(
-            (
-                _HEADER.pack(_REQ, kind, len(raw) + len(uid) + len(data) + 2),
-                raw,
-                _NUL,
-                uid,
-                _NUL,
-                data,
-            )
-        )
+        uid = prefix + b"%012x" % next(counter) if unique is None else _given_unique(unique)
+        body = len(raw) + len(uid) + len(data) + 2
+        extend((_REQ, pack(kind), pack(body), raw, _NUL, uid, _NUL, data))
     return b"".join(parts)
+
+
+def _framed_prefix(jobs: list[tuple[str, bytes] | Job]) -> list[tuple[str, bytes] | Job]:
+    """The jobs before the first one submit_packets refuses."""
+    for position, job in enumerate(jobs):
+        try:
+            submit_packets((job,), background=True)
+        except (TypeError, ValueError):
+            return jobs[:position]
+    return jobs
 
 
 def _within(limit: float, deadline: float | None) -> float:
@@ -293,8 +322,8 @@ class GearmanClient:
 
     def close(self) -> None:
         """Close every connection (a later call opens new ones)."""
-        for index in list(self._links):
-            self._drop(index)
+        for index, link in list(self._links.items()):
+            self._drop(index, link)
 
     def __enter__(self) -> GearmanClient:
         return self
@@ -304,17 +333,19 @@ class GearmanClient:
 
     # -- connections ------------------------------------------------------------------
 
-    def _link(self, index: int, deadline: float | None) -> _Link:
+    def _link(self, index: int, deadline: float | None, *, own: bool = False) -> _Link:
         """The open connection to server ``index``, connecting (and asking for exceptions)
-        when there is none. The connect and the handshake end by ``deadline`` and within
+        when there is none; with ``own``, a new connection the client does not keep (the
+        caller closes it). The connect and the handshake end by ``deadline`` and within
         ``connect_timeout`` each. Raises ServerUnavailable when that fails."""
-        link = self._links.get(index)
+        link = None if own else self._links.get(index)
         if link is not None and not link.conn.closed:
             return link
         host, port = self._addresses[index]
         conn = Connection(host, port, _within(self.connect_timeout, deadline))
         link = _Link(conn, ReplyTracker(self.max_reply))
-        self._links[index] = link
+        if not own:
+            self._links[index] = link
         try:
             link.tracker.asked_option("exceptions")
             what = _says(f"gearmand at {conn.address} did not answer OPTION_REQ exceptions")
@@ -327,7 +358,7 @@ class GearmanClient:
             ):
                 pass
         except (GearmanTimeout, ProtocolError, ServerError) as exc:
-            self._drop(index)
+            self._drop(index, link)
             # A timeout's message starts with what() already.
             raise ServerUnavailable(
                 str(exc) if isinstance(exc, GearmanTimeout) else f"{what()}: {exc}"
@@ -335,8 +366,11 @@ class GearmanClient:
         self._suspects.pop(index, None)
         return link
 
-    def _submit_link(self, deadline: float | None) -> tuple[int, _Link]:
-        index = self._current
+    def _submit_link(self, deadline: float | None, *, own: bool = False) -> tuple[int, _Link]:
+        """The connection to submit on: the current one, else one to the first server of
+        the list that accepts it (see _link for ``own``). Raises ServerUnavailable when
+        none does."""
+        index = None if own else self._current
         if index is not None:
             link = self._links.get(index)
             if link is not None and not link.conn.closed:
@@ -347,27 +381,29 @@ class GearmanClient:
         order = sorted(range(len(self._addresses)), key=lambda i: self._suspects.get(i, 0) > now)
         for index in order:
             try:
-                link = self._link(index, deadline)
+                link = self._link(index, deadline, own=own)
             except ServerUnavailable as exc:
                 errors.append(str(exc))
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 continue
-            self._current = index
+            if not own:
+                self._current = index
             return index, link
         raise ServerUnavailable("no gearmand server reachable: " + "; ".join(errors))
 
-    def _drop(self, index: int) -> None:
-        link = self._links.pop(index, None)
-        if link is not None:
-            link.conn.close()
-        if self._current == index:
-            self._current = None
+    def _drop(self, index: int, link: _Link) -> None:
+        """Close ``link`` (to server ``index``) and forget it when it is the one kept."""
+        link.conn.close()
+        if self._links.get(index) is link:
+            del self._links[index]
+            if self._current == index:
+                self._current = None
 
-    def _hung(self, index: int) -> None:
-        """Server ``index`` did not acknowledge in time: close it, and let the next calls
-        try the other servers first for a while."""
-        self._drop(index)
+    def _hung(self, index: int, link: _Link) -> None:
+        """Server ``index`` did not acknowledge in time: close ``link``, and let the next
+        calls try the other servers first for a while."""
+        self._drop(index, link)
         self._suspects[index] = time.monotonic() + _SUSPECT_SECONDS
 
     def _send(
@@ -379,10 +415,10 @@ class GearmanClient:
         try:
             link.conn.send(data, timeout)
         except TimeoutError as exc:
-            self._hung(index)
+            self._hung(index, link)
             raise GearmanTimeout(f"{what()}: {exc}", link.tracker.running) from None
         except ServerUnavailable:
-            self._drop(index)
+            self._drop(index, link)
             raise
 
     def _events(
@@ -393,11 +429,13 @@ class GearmanClient:
         what: _Describe,
         *,
         ack_timeout: float | None = None,
+        wait: bool = True,
     ) -> list[Event]:
         """The one read loop: read before ``deadline`` what packets come (at least one) and
         return the events they make (maybe none), in order. While an acknowledgement is
-        awaited the wait is also bounded by ``ack_timeout`` (default: the client's). Any
-        failure closes the connection; ``what()`` names what was awaited in the error."""
+        awaited the wait is also bounded by ``ack_timeout`` (default: the client's). With
+        ``wait`` False, only what has come already is read (maybe nothing). Any failure
+        closes the connection; ``what()`` names what was awaited in the error."""
         if link.error is not None:
             raise link.error
         conn, tracker = link.conn, link.tracker
@@ -415,35 +453,34 @@ class GearmanClient:
                 if timeout <= 0:
                     raise TimeoutError
                 # Pipelined replies come by the hundred a read: one call takes them all.
-                events = []
-                for packet in conn.read_packets(timeout, at_least=tracker.read_at_least()):
-                    event = tracker.receive(packet)
-                    if event is not None:
-                        events.append(event)
-                        if isinstance(event, ServerErrored):
-                            break
+                packets = (
+                    conn.read_packets(timeout, at_least=tracker.read_at_least())
+                    if wait
+                    else conn.receive()
+                )
+                events = tracker.receive_all(packets)
             except TimeoutError:
                 if deadline is None and not tracker.awaiting_ack:
                     continue
                 if tracker.awaiting_ack:
-                    self._hung(index)
+                    self._hung(index, link)
                 else:
-                    self._drop(index)
+                    self._drop(index, link)
                 raise GearmanTimeout(
                     f"{what()}: no answer from gearmand at {conn.address} within "
                     f"{max(timeout, 0):.3g} s",
                     tracker.running,
                 ) from None
             except ServerUnavailable:
-                self._drop(index)
+                self._drop(index, link)
                 raise
             except ProtocolError as exc:
-                self._drop(index)
+                self._drop(index, link)
                 raise type(exc)(f"{exc} (gearmand at {conn.address})") from None
             error = events[-1] if events else None
             if isinstance(error, ServerErrored):
                 events.pop()
-                self._drop(index)
+                self._drop(index, link)
                 if not events:
                     raise ServerError(conn.address, error.code, error.message)
                 # What came before it is handed out first: the next call raises.
@@ -509,7 +546,7 @@ class GearmanClient:
                         if on_event is not None:
                             on_event(position, event)
             except ServerUnavailable as exc:
-                self._drop(index)
+                self._drop(index, link)
                 if acknowledged:
                     raise ServerUnavailable(f"{what()} is lost: {exc}") from exc
                 if attempt:
@@ -518,7 +555,7 @@ class GearmanClient:
             except BaseException:
                 # A caller's callback raised, or the call was interrupted: the connection
                 # still carries these jobs' replies, so no later call may read them.
-                self._drop(index)
+                self._drop(index, link)
                 raise
             return index, outcomes
         raise AssertionError("unreachable")  # pragma: no cover
@@ -633,6 +670,105 @@ class GearmanClient:
                 self._remember(handle, index)
         return handles
 
+    def stream_background(
+        self,
+        jobs: Iterable[tuple[str, bytes] | Job],
+        *,
+        priority: Priority = Priority.NORMAL,
+        window: int = STREAM_WINDOW,
+    ) -> Iterator[str]:
+        """Queue jobs from any iterable and yield their handles in input order, each once
+        gearmand acknowledged it.
+
+        The jobs are read as they go out (a generator's need not all exist first), on a
+        connection of the stream's own, with at most ``window`` sent and not yet
+        acknowledged: memory stays bounded whatever their number, and gearmand queues jobs
+        while the next ones are made. A job that cannot be framed (see submit_packets)
+        raises when it is reached, after every job before it was queued and its handle
+        yielded; it and the ones after it are not sent. Leaving the loop early waits for
+        the jobs already sent to be acknowledged (``ack_timeout`` a wait), then stops.
+
+        Raises TypeError for a ``jobs`` that is not iterable or a bad ``priority``,
+        ValueError for a ``window`` that is not a whole number of at least 1 (all at the
+        call), ServerUnavailable when no server can be reached or the server is lost (the
+        message says how many jobs it had not acknowledged: those may or may not be
+        queued), GearmanTimeout when an acknowledgement does not come within
+        ``ack_timeout`` and ServerError on a gearmand ERROR (a full or broken queue).
+        """
+        if type(window) is not int or window < 1:
+            raise ValueError(f"window must be a whole number of jobs, at least 1, not {window!r}")
+        _kind(_BACKGROUND, priority)
+        return self._stream(iter(jobs), priority, window)
+
+    def _stream(
+        self, jobs: Iterator[tuple[str, bytes] | Job], priority: Priority, window: int
+    ) -> Iterator[str]:
+        index, link = self._submit_link(None, own=True)
+        tracker = link.tracker
+        remember = len(self._addresses) > 1
+        sent = acknowledged = 0
+        failure: Exception | None = None
+        more = True
+        # The room a send waits for: with less, sends and reads would go a job or two at a
+        # time while gearmand is the slower side.
+        refill = min(_STREAM_CHUNK, max(1, window // 2))
+
+        def what() -> str:
+            return (
+                f"stream of background jobs ({acknowledged} queued, "
+                f"{sent - acknowledged} sent and not acknowledged)"
+            )
+
+        try:
+            while True:
+                room = window - sent + acknowledged
+                if more and room >= refill:
+                    chunk: list[tuple[str, bytes] | Job] = []
+                    try:
+                        chunk.extend(itertools.islice(jobs, min(_STREAM_CHUNK, room)))
+                    except Exception as exc:
+                        # The iterable failed: the jobs it gave go out first (extend kept them).
+                        failure, more = exc, False
+                    if chunk:
+                        try:
+                            data = submit_packets(chunk, background=True, priority=priority)
+                        except (TypeError, ValueError) as exc:
+                            # The jobs before the bad one go out; the error waits for them.
+                            failure, more = exc, False
+                            chunk = _framed_prefix(chunk)
+                            data = submit_packets(chunk, background=True, priority=priority)
+                        tracker.submitted_many([job[0] for job in chunk], background=True)
+                        self._send(index, link, data, None, what)
+                        sent += len(chunk)
+                    else:
+                        more = False
+                if not more and sent == acknowledged:
+                    break
+                # Waiting only when there is nothing to send: else what gearmand has
+                # acknowledged meanwhile is taken, and the next jobs are made.
+                room = window - sent + acknowledged
+                events = self._events(index, link, None, what, wait=not more or room < refill)
+                for event in events:
+                    if type(event) is JobCreated:
+                        acknowledged += 1
+                        if remember:
+                            self._remember(event.handle, index)
+                        yield event.handle
+        except ServerUnavailable as exc:
+            if sent > acknowledged:
+                raise ServerUnavailable(f"{what()} is cut off: {exc}") from exc
+            raise
+        except GeneratorExit:
+            # Left early: gearmand still acknowledges what was sent; read it, so that
+            # closing the connection does not reset it under jobs it has not read yet.
+            while tracker.awaiting_ack and not link.conn.closed:
+                self._events(index, link, None, what)
+            raise
+        finally:
+            self._drop(index, link)
+        if failure is not None:
+            raise failure
+
     # -- status -----------------------------------------------------------------------
 
     def get_status(self, handle: str) -> JobStatus:
@@ -659,7 +795,7 @@ class GearmanClient:
                         if isinstance(event, StatusAnswered):
                             answer = event.status
             except (ServerUnavailable, GearmanTimeout) as exc:
-                self._drop(index)
+                # The connection is closed already (_link, _send and _events close on failure).
                 errors.append(str(exc))
                 continue
             answered = True

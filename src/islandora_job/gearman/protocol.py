@@ -14,7 +14,7 @@ import re
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 __all__ = [
     "ARG_COUNT",
@@ -150,9 +150,9 @@ ARG_COUNT: dict[PacketType, int] = {
 del _T
 
 # Plain lookups keep the decoder's hot loop free of enum construction and exceptions.
-_TYPE_BY_CODE: dict[int, PacketType] = {int(t): t for t in PacketType}
-_COUNT_BY_CODE: dict[int, int] = {int(t): n for t, n in ARG_COUNT.items()}
 _MAGIC_BY_BYTES: dict[bytes, Magic] = {m.value: m for m in Magic}
+# Per type code: its argument count and its member, in one lookup.
+_DECODING: dict[int, tuple[int, PacketType]] = {int(t): (n, t) for t, n in ARG_COUNT.items()}
 
 
 class Packet(NamedTuple):
@@ -245,36 +245,36 @@ class PacketDecoder:
             source = data
         packets: list[Packet] = []
         append = packets.append
-        counts, magics, limit = _COUNT_BY_CODE, self._magics, self._max_size
+        decoding, magics, limit = _DECODING, self._magics, self._max_size
+        # Packets are tuples made without Packet's own __new__ (a Python function): pipelined
+        # replies come by the thousand.
+        new, packet_class = tuple.__new__, Packet
         position = 0
         with memoryview(source) as view:
             available = len(view)
             while available - position >= HEADER_SIZE:
                 magic_bytes, code, size = _HEADER.unpack_from(view, position)
-                count = counts.get(code)
-                if (
-                    count is None
-                    or magic_bytes not in magics
-                    or size > limit
-                    or (size and not count)
-                ):
-                    self._check_header(magic_bytes, code, size)
+                known = decoding.get(code)
+                if known is None or magic_bytes not in magics or size > limit:
+                    self._refuse_header(magic_bytes, code, size)
+                count, kind = known
+                if size and not count:
+                    self._fail(f"{kind.name} carries no arguments, got {size} bytes")
                 start = position + HEADER_SIZE
                 end = start + size
                 if end > available:
                     break
                 if count == 1:
-                    args: tuple[bytes, ...] = (bytes(view[start:end]),)
+                    args: tuple[bytes, ...] = (view[start:end].tobytes(),)
                 elif count:
-                    args = tuple(bytes(view[start:end]).split(b"\0", count - 1))
+                    args = tuple(view[start:end].tobytes().split(b"\0", count - 1))
                     if len(args) != count:
                         self._fail(
-                            f"{_TYPE_BY_CODE[code].name} needs {count} arguments, "
-                            f"the body holds {len(args)}"
+                            f"{kind.name} needs {count} arguments, the body holds {len(args)}"
                         )
                 else:
                     args = ()
-                append(Packet(_MAGIC_BY_BYTES[magic_bytes], _TYPE_BY_CODE[code], args))
+                append(new(packet_class, (_MAGIC_BY_BYTES[magic_bytes], kind, args)))
                 position = end
             if source is not buffer and position < available:
                 buffer += view[position:]
@@ -282,19 +282,17 @@ class PacketDecoder:
             del buffer[:position]
         return packets
 
-    def _check_header(self, magic_bytes: bytes, code: int, size: int) -> None:
+    def _refuse_header(self, magic_bytes: bytes, code: int, size: int) -> NoReturn:
+        """Fail on a header with a bad magic, an unknown type or an oversized body."""
         if magic_bytes not in _MAGIC_BY_BYTES:
             self._fail(f"bad magic {magic_bytes!r}: the peer does not speak the Gearman protocol")
         if self._expect is not None and magic_bytes != self._expect:
             self._fail(f"unexpected magic {magic_bytes!r}, expected {self._expect!r}")
-        if code not in _COUNT_BY_CODE:
+        if code not in _DECODING:
             self._fail(f"unknown packet type {code}")
-        if size and not _COUNT_BY_CODE[code]:
-            self._fail(f"{_TYPE_BY_CODE[code].name} carries no arguments, got {size} bytes")
-        if size > self._max_size:
-            self._fail(f"packet body of {size} bytes exceeds the limit of {self._max_size} bytes")
+        self._fail(f"packet body of {size} bytes exceeds the limit of {self._max_size} bytes")
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str) -> NoReturn:
         self._broken = message
         # A fresh buffer: the old one may be exported to a memoryview right now.
         self._buffer = bytearray()
