@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 
 from islandora_job import config, payload
 from islandora_job.config import (
@@ -548,7 +548,7 @@ class JobClient:
 
     def stream_background(
         self, batch: Iterable[Mapping[str, object]], *, window: int = STREAM_WINDOW
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Queue a batch's jobs in the background and yield their handles in input order,
         each once gearmand acknowledged it.
 
@@ -670,7 +670,7 @@ def run_batch(
 
 def stream_background(
     batch: Iterable[Mapping[str, object]], *, window: int = STREAM_WINDOW
-) -> Iterator[str]:
+) -> Generator[str, None, None]:
     """`JobClient.stream_background` on the configured servers."""
     return _client().stream_background(batch, window=window)
 

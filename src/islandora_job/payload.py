@@ -105,9 +105,12 @@ _LIST_LIKE = (list, tuple)
 
 def _head(job_name: str) -> str:
     check_job_name(job_name)
-    if len(_HEADS) >= _HEADS_KEPT:
-        _HEADS.clear()
-    head = _HEADS[job_name] = f'{{"func":{encode_basestring(job_name)},"args":'
+    head = f'{{"func":{encode_basestring(job_name)},"args":'
+    # Only a plain str is kept: a subclass may compare equal to other names.
+    if job_name.__class__ is str:
+        if len(_HEADS) >= _HEADS_KEPT:
+            _HEADS.clear()
+        _HEADS[job_name] = head
     return head
 
 

@@ -42,6 +42,7 @@ def test_the_readme_marks_its_examples() -> None:
         "job module myjobs",
         "",
         "",
+        "",
         "shell",
     ]
 

@@ -4,7 +4,8 @@ real gearmand; a lost or silent server played by a scripted peer."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -12,6 +13,7 @@ from islandora_job.gearman import (
     GearmanClient,
     GearmanTimeout,
     GearmanWorker,
+    ServerError,
     ServerUnavailable,
     WorkerJob,
 )
@@ -40,14 +42,19 @@ def number(handle: str) -> int:
 def test_a_generator_is_queued_in_order_and_read_no_further_than_the_window(
     gearmand: Gearmand,
 ) -> None:
-    function, made, handles, window = fresh("stream"), [], [], 40
+    function, handles, window = fresh("stream"), [], 40
+    ahead: list[int] = []  # per job, when it is made: jobs made minus handles yielded
+
+    def jobs() -> Iterator[Job]:
+        for position, job in enumerate(numbered(function, 700)):
+            ahead.append(position + 1 - len(handles))
+            yield job
+
     with GearmanClient([gearmand.address]) as client:
-        for handle in client.stream_background(numbered(function, 700, made), window=window):
-            # Taken from the generator: the window in flight, and at most one read's worth
-            # of acknowledged jobs whose handles are still to be yielded.
-            assert len(made) - len(handles) <= 2 * window
-            handles.append(handle)
-    assert len(made) == len(handles) == len(set(handles)) == 700
+        handles.extend(client.stream_background(jobs(), window=window))
+    # The window is filled, never overrun: no job is taken before one in flight is answered.
+    assert max(ahead) == window
+    assert len(ahead) == len(handles) == len(set(handles)) == 700
     assert [number(h) for h in handles] == sorted(number(h) for h in handles)
     assert queued(gearmand.address, function) == 700
     # Handle and job match: gearmand hands its queue out first in, first out.
@@ -64,19 +71,49 @@ def test_a_generator_is_queued_in_order_and_read_no_further_than_the_window(
     assert [seen[h] for h in handles] == [b"%d" % i for i in range(700)]
 
 
+def test_a_slow_iterables_jobs_are_queued_while_it_makes_more(gearmand: Gearmand) -> None:
+    function, handles, seen = fresh("stream-slow"), [], []
+
+    def slowly() -> Iterator[Job]:
+        for job in numbered(function, 12):
+            seen.append(len(handles))  # handles yielded when this job was made
+            yield job
+            time.sleep(0.02)
+
+    with GearmanClient([gearmand.address]) as client:
+        handles.extend(client.stream_background(slowly()))
+    assert len(handles) == 12
+    # Not held back until a chunk is full: most jobs were queued before the last was made.
+    assert seen[-1] >= 6
+
+
+class _RaisingName(str):
+    """A function name whose encoding fails with an error submit_packets does not expect."""
+
+    def encode(self, *args: object, **kwargs: object) -> bytes:  # type: ignore[override]
+        raise RuntimeError("this name cannot be encoded")
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [
+        (("{function}", "not bytes"), TypeError, "job data must be bytes, not str"),
+        ((_RaisingName("{function}"), b"never sent"), RuntimeError, "cannot be encoded"),
+    ],
+)
 def test_a_bad_job_stops_the_stream_after_every_job_before_it_is_queued(
-    gearmand: Gearmand,
+    gearmand: Gearmand, bad: tuple[str, object], error: type[Exception], message: str
 ) -> None:
     function = fresh("stream-bad")
+    name = bad[0].format(function=function) if type(bad[0]) is str else bad[0]
 
     def jobs() -> Iterator[tuple[str, bytes] | Job]:
         yield from numbered(function, 150)
-        yield (function, "not bytes")  # type: ignore[misc]
+        yield (name, bad[1])  # type: ignore[misc]
         yield from numbered(function, 10)
 
     handles: list[str] = []
-    bad_data = pytest.raises(TypeError, match="job data must be bytes, not str")
-    with GearmanClient([gearmand.address]) as client, bad_data:
+    with GearmanClient([gearmand.address]) as client, pytest.raises(error, match=message):
         for handle in client.stream_background(jobs(), window=64):
             handles.append(handle)
     assert len(handles) == 150
@@ -111,11 +148,26 @@ def test_leaving_early_waits_for_what_was_sent_and_closes_its_connection(
                 break
         stream.close()
         # Every job sent was acknowledged before the stream's connection closed.
-        assert 5 < len(made) <= 600
+        assert 5 < len(made) <= 5 + 300
         assert queued(gearmand.address, function) == 1 + len(made)
         assert connections_to(port) <= before
         # The client's own connection still serves, between and after streams.
         assert client.submit_background(function, b"after").startswith("H:")
+
+
+def test_closing_the_client_closes_a_stream_it_has_not_finished(gearmand: Gearmand) -> None:
+    function = fresh("stream-close")
+    port = int(gearmand.address.rsplit(":", 1)[1])
+    before = connections_to(port)
+    client = GearmanClient([gearmand.address])
+    stream = client.stream_background(numbered(function, 5000), window=100)
+    next(stream)
+    assert len(connections_to(port) - before) == 1
+    client.close()
+    wait_until(lambda: connections_to(port) <= before, what="the stream's connection to close")
+    told = r"stream of background jobs \(\d+ queued, \d+ sent and not acknowledged\) "
+    with pytest.raises(ServerUnavailable, match=told + r"(stopped|is cut off): .* is closed"):
+        list(stream)
 
 
 def test_other_calls_between_handles_do_not_take_the_streams_replies(
@@ -149,6 +201,9 @@ def test_bad_jobs_or_priority_are_refused_at_the_call() -> None:
         client.stream_background([], priority="high")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="not iterable"):
         client.stream_background(42)  # type: ignore[arg-type]
+    for jobs in ("fn", b"fn", {("fn", b"data"): 1}):
+        with pytest.raises(TypeError, match=r"jobs must be an iterable of Jobs or .* not a"):
+            client.stream_background(jobs)  # type: ignore[arg-type]
 
 
 def test_no_server_says_so_at_the_first_handle(free_port: int) -> None:
@@ -157,14 +212,34 @@ def test_no_server_says_so_at_the_first_handle(free_port: int) -> None:
         next(client.stream_background([("f", b"")]))
 
 
-def test_a_stream_goes_to_the_next_server_and_status_asks_the_one_that_queued(
-    gearmand: Gearmand, free_port: int
-) -> None:
+def test_a_stream_goes_to_the_next_server(gearmand: Gearmand, free_port: int) -> None:
     function = fresh("stream-failover")
     with GearmanClient([f"127.0.0.1:{free_port}", gearmand.address]) as client:
         handles = list(client.stream_background(numbered(function, 20)))
         assert all(client.get_status(handle).known for handle in handles)
     assert queued(gearmand.address, function) == 20
+
+
+def test_status_asks_the_server_that_queued_a_streamed_job(
+    gearmand: Gearmand, gearmand_factory: Callable[[], Gearmand]
+) -> None:
+    first, function = gearmand_factory(), fresh("stream-remembered")
+    with GearmanClient([first.address, gearmand.address]) as client:
+        handles = list(client.stream_background(numbered(function, 20)))
+        assert queued(first.address, function) == 20
+        first.close()
+        # Only the server that queued it is asked: the other would say "unknown".
+        with pytest.raises(ServerUnavailable, match=f"cannot ask about job {handles[0]}"):
+            client.get_status(handles[0])
+
+
+@pytest.mark.parametrize(("window", "count"), [(1, 20), (3, 10), (4000, 0)])
+def test_any_window_and_any_number_of_jobs(gearmand: Gearmand, window: int, count: int) -> None:
+    function = fresh("stream-window")
+    with GearmanClient([gearmand.address]) as client:
+        handles = list(client.stream_background(numbered(function, count), window=window))
+    assert len(set(handles)) == count
+    assert queued(gearmand.address, function) == count
 
 
 def _handshake(conn: socket.socket, decoder: PacketDecoder) -> None:
@@ -186,6 +261,71 @@ def test_a_server_lost_mid_stream_says_how_many_jobs_were_cut_off() -> None:
     assert handles == ["H:x:0", "H:x:1", "H:x:2"]
     assert "3 queued, 7 sent and not acknowledged" in str(caught.value)
     assert "is cut off" in str(caught.value)
+
+
+def _acknowledge_seven_then_error(conn: socket.socket, decoder: PacketDecoder) -> None:
+    _handshake(conn, decoder)
+    read_kinds(conn, decoder, 10)
+    conn.sendall(
+        b"".join(response(T.JOB_CREATED, b"H:x:%d" % i) for i in range(7))
+        + response(T.ERROR, b"QUEUE_ERROR", b"the queue is full")
+    )
+    conn.recv(1)  # until the client closes
+
+
+def test_a_server_error_mid_stream_is_raised_after_the_jobs_it_acknowledged() -> None:
+    made: list[int] = []
+    handles: list[str] = []
+    for address in scripted_peer(_acknowledge_seven_then_error):
+        full = pytest.raises(ServerError, match="QUEUE_ERROR: the queue is full")
+        with GearmanClient([address]) as client, full as caught:
+            handles.extend(client.stream_background(numbered("f", 30, made), window=10))
+    assert handles == [f"H:x:{i}" for i in range(7)]
+    assert len(made) == 10  # nothing taken after the error
+    assert caught.value.__notes__ == [
+        "stream of background jobs (7 queued, 3 sent and not acknowledged)"
+    ]
+
+
+def _acknowledge_one_late(conn: socket.socket, decoder: PacketDecoder, events: list[str]) -> None:
+    _handshake(conn, decoder)
+    read_kinds(conn, decoder, 50)
+    conn.sendall(response(T.JOB_CREATED, b"H:x:0"))
+    conn.settimeout(0.3)
+    try:
+        events.append("closed before the acknowledgements" if not conn.recv(1) else "data")
+    except TimeoutError:
+        events.append("waited")
+    conn.settimeout(10)
+    conn.sendall(b"".join(response(T.JOB_CREATED, b"H:x:%d" % i) for i in range(1, 50)))
+    events.append("closed" if not conn.recv(1) else "data")
+
+
+def test_closing_a_stream_early_reads_the_acknowledgements_of_what_was_sent() -> None:
+    events: list[str] = []
+    for address in scripted_peer(lambda conn, dec: _acknowledge_one_late(conn, dec, events)):
+        with GearmanClient([address]) as client:
+            stream = client.stream_background(numbered("f", 1000), window=50)
+            assert next(stream) == "H:x:0"
+            stream.close()
+    assert events == ["waited", "closed"]
+
+
+def _acknowledge_one_then_hang(conn: socket.socket, decoder: PacketDecoder) -> None:
+    _handshake(conn, decoder)
+    read_kinds(conn, decoder, 4)
+    conn.sendall(response(T.JOB_CREATED, b"H:x:0"))
+    conn.recv(1)  # until the client gives up and closes
+
+
+def test_closing_a_stream_on_a_silent_server_ends_within_ack_timeout_and_raises_nothing() -> None:
+    for address in scripted_peer(_acknowledge_one_then_hang):
+        with GearmanClient([address], ack_timeout=0.3) as client:
+            stream = client.stream_background(numbered("f", 4))
+            assert next(stream) == "H:x:0"
+            began = time.monotonic()
+            stream.close()
+            assert time.monotonic() - began < 3
 
 
 def _acknowledge_nothing(conn: socket.socket, decoder: PacketDecoder) -> None:

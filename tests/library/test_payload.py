@@ -50,6 +50,22 @@ def test_encode_writes_what_json_dumps_writes_with_either_encoder(
         assert data == _reference(name, list(args), json_result)
 
 
+class _Caseless(str):
+    """A name equal to any name that differs only in case."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self.lower() == other.lower()
+
+    def __hash__(self) -> int:
+        return hash(self.lower())
+
+
+def test_a_str_subclass_name_does_not_change_the_payload_of_a_name_it_equals() -> None:
+    assert json.loads(payload.encode(_Caseless("ECHO"), [1]))["func"] == "ECHO"
+    assert json.loads(payload.encode("echo", [1]))["func"] == "echo"
+    assert json.loads(payload.encode(_Caseless("ECHO"), [1]))["func"] == "ECHO"
+
+
 @pytest.mark.parametrize(
     "args",
     [

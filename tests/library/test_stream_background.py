@@ -10,7 +10,9 @@ import pytest
 
 import islandora_job
 from islandora_job import JobClient, UnknownJob
+from islandora_job.gearman import GearmanWorker, WorkerJob
 from pytest_islandora_job.servers.base import GearmanServer
+from tests.gearman.conftest import worker_thread
 from tests.helpers import queued, wait_until
 
 
@@ -30,9 +32,15 @@ def test_a_generated_batch_is_queued_in_order_and_runs(
     assert out.read_text().splitlines() == [f"line {i}" for i in range(300)]
 
 
-def test_an_unknown_job_stops_the_stream_after_the_jobs_before_it(
-    gearman_server: GearmanServer,
-) -> None:
+@pytest.fixture
+def drained(gearman_server: GearmanServer) -> Iterator[str]:
+    """The plugin's gearmand, with nothing queued before and after the test."""
+    islandora_job.queue.clear([gearman_server.address])
+    yield gearman_server.address
+    islandora_job.queue.clear([gearman_server.address])
+
+
+def test_an_unknown_job_stops_the_stream_after_the_jobs_before_it(drained: str) -> None:
     def batch() -> Iterator[Mapping[str, object]]:
         for i in range(40):
             yield {"job_name": "sleep", "args": [0, i], "priority": "low"}
@@ -40,13 +48,35 @@ def test_an_unknown_job_stops_the_stream_after_the_jobs_before_it(
         yield {"job_name": "sleep", "args": [0]}
 
     handles: list[str] = []
-    with JobClient([gearman_server.address], check_jobs=True) as client:
+    with JobClient([drained], check_jobs=True) as client:
         with pytest.raises(UnknownJob, match="no_such_job"):
             for handle in client.stream_background(batch(), window=16):
                 handles.append(handle)
         assert len(handles) == 40
-        assert queued(gearman_server.address, "sleep") >= 40
-        islandora_job.queue.clear([gearman_server.address])
+    assert queued(drained, "sleep") == 40
+
+
+def test_a_streamed_entrys_priority_and_unique_id_are_kept(drained: str) -> None:
+    batch = [
+        {"job_name": "sleep", "args": [0, "low"], "priority": "low"},
+        {"job_name": "sleep", "args": [0, "high"], "priority": "high", "unique": "u-1"},
+        {"job_name": "sleep", "args": [0, "again"], "unique": "u-1"},  # coalesced
+    ]
+    with JobClient([drained]) as client:
+        low, high, again = client.stream_background(batch)
+    assert again == high != low
+    # The high one runs first, though queued after the low one.
+    taken: list[str] = []
+
+    def record(job: WorkerJob) -> bytes:
+        taken.append(job.handle)
+        return b"null"
+
+    worker = GearmanWorker([drained])
+    worker.register("sleep", record)
+    with worker_thread(worker):
+        wait_until(lambda: len(taken) == 2, what="the worker to take both jobs")
+    assert taken == [high, low]
 
 
 @pytest.mark.parametrize(
@@ -60,14 +90,14 @@ def test_an_unknown_job_stops_the_stream_after_the_jobs_before_it(
     ],
 )
 def test_a_bad_entry_is_named_after_the_jobs_before_it_are_queued(
-    gearman_server: GearmanServer, entry: object, error: type[Exception], message: str
+    drained: str, entry: object, error: type[Exception], message: str
 ) -> None:
     batch = [{"job_name": "sleep", "args": [0, i]} for i in range(3)] + [entry]
     handles: list[str] = []
-    with JobClient([gearman_server.address]) as client, pytest.raises(error, match=message):
+    with JobClient([drained]) as client, pytest.raises(error, match=message):
         handles.extend(client.stream_background(batch))  # type: ignore[arg-type]
     assert len(handles) == 3
-    islandora_job.queue.clear([gearman_server.address])
+    assert queued(drained, "sleep") == 3
 
 
 @pytest.mark.parametrize("batch", ["a string", b"bytes", {"job_name": "echo"}, 7])

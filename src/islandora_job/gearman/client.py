@@ -11,13 +11,14 @@ for use from several threads at once.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import os
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -64,9 +65,11 @@ _SUSPECT_SECONDS = 60.0
 # Jobs a stream frames and sends at a time: small enough that gearmand starts on them
 # while the next are made, large enough that a send carries many.
 _STREAM_CHUNK = 128
+# The longest a stream waits for its iterable to fill a chunk before it sends what it has.
+_STREAM_LINGER = 0.005
 #: The jobs a stream keeps sent and not yet acknowledged, by default. gearmand answers a
 #: read's worth of submits at a time: with a few hundred in flight it would wait for the
-#: client between reads. What is in flight is bounded in bytes by the sockets' buffers.
+#: client between reads.
 STREAM_WINDOW = 4000
 
 
@@ -141,9 +144,11 @@ def _fresh_prefix() -> None:
 
 _fresh_prefix()
 os.register_at_fork(after_in_child=_fresh_prefix)
-# A fresh id's last group and the NUL after it, as submit_packets writes them.
+# A fresh id's last group and the NUL after it, as submit_packets writes them: 12 hex digits
+# always (the mask keeps a counter past 2**48, which would take centuries, from a 13th).
 _COUNTED = b"%012x\0"
 _COUNTED_SIZE = len(_COUNTED % 0)
+_COUNTED_MASK = 0xFFFFFFFFFFFF
 
 
 def _given_unique(unique: str) -> bytes:
@@ -188,7 +193,7 @@ def submit_packets(
     """
     # Framed here rather than by protocol.request (whose checks function_name and _unique
     # make already): this runs once per job of a pipelined batch, and request() costs
-    # several times more. Each function name is checked once a call.
+    # several times more. The function name of a pair is checked once a call.
     kinds = _BACKGROUND if background else _FOREGROUND
     pair_kind = _kind(kinds, priority)
     pair_head = _REQ + _SIZE.pack(pair_kind)
@@ -215,7 +220,7 @@ def submit_packets(
                     pair_head,
                     pack(len(start) + _COUNTED_SIZE + len(data)),
                     start,
-                    _COUNTED % next(counter),
+                    _COUNTED % (next(counter) & _COUNTED_MASK),
                     data,
                 )
             )
@@ -233,18 +238,21 @@ def submit_packets(
         raw = function_name(function)
         if type(data) is not bytes:
             data = _payload(data)
-        uid = prefix + b"%012x" % next(counter) if unique is None else _given_unique(unique)
+        if unique is None:
+            uid = prefix + b"%012x" % (next(counter) & _COUNTED_MASK)
+        else:
+            uid = _given_unique(unique)
         body = len(raw) + len(uid) + len(data) + 2
         extend((_REQ, pack(kind), pack(body), raw, _NUL, uid, _NUL, data))
     return b"".join(parts)
 
 
 def _framed_prefix(jobs: list[tuple[str, bytes] | Job]) -> list[tuple[str, bytes] | Job]:
-    """The jobs before the first one submit_packets refuses."""
+    """The jobs before the first one submit_packets fails on."""
     for position, job in enumerate(jobs):
         try:
             submit_packets((job,), background=True)
-        except (TypeError, ValueError):
+        except Exception:
             return jobs[:position]
     return jobs
 
@@ -316,14 +324,19 @@ class GearmanClient:
         self._suspects: dict[int, float] = {}
         self._current: int | None = None
         self._handle_servers: OrderedDict[str, int] = OrderedDict()
+        # The connections of streams not yet ended (see stream_background).
+        self._streams: set[Connection] = set()
 
     def __repr__(self) -> str:
         return f"<GearmanClient {self.servers}>"
 
     def close(self) -> None:
-        """Close every connection (a later call opens new ones)."""
+        """Close every connection, those of streams not yet ended too (their next step
+        raises ServerUnavailable); a later call opens new ones."""
         for index, link in list(self._links.items()):
             self._drop(index, link)
+        for conn in list(self._streams):
+            conn.close()
 
     def __enter__(self) -> GearmanClient:
         return self
@@ -676,34 +689,48 @@ class GearmanClient:
         *,
         priority: Priority = Priority.NORMAL,
         window: int = STREAM_WINDOW,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Queue jobs from any iterable and yield their handles in input order, each once
         gearmand acknowledged it.
 
         The jobs are read as they go out (a generator's need not all exist first), on a
         connection of the stream's own, with at most ``window`` sent and not yet
         acknowledged: memory stays bounded whatever their number, and gearmand queues jobs
-        while the next ones are made. A job that cannot be framed (see submit_packets)
-        raises when it is reached, after every job before it was queued and its handle
-        yielded; it and the ones after it are not sent. Leaving the loop early waits for
-        the jobs already sent to be acknowledged (``ack_timeout`` a wait), then stops.
+        while the next ones are made. They go out up to 128 at a time, fewer once the
+        iterable has taken 5 ms to give them (the jobs taken wait while it blocks). A job
+        that cannot be framed (see submit_packets), or an iterable that raises, ends the
+        stream with that error after every job before it was queued and its handle
+        yielded; the jobs after it are not taken. Closing the generator early (``close()``,
+        or its collection after a ``break``) waits up to ``ack_timeout`` in all for the
+        jobs already sent to be acknowledged, then closes the stream's connection, and
+        raises nothing. :meth:`close` of the client closes the connections of its streams:
+        their next step raises ServerUnavailable.
 
-        Raises TypeError for a ``jobs`` that is not iterable or a bad ``priority``,
+        Raises TypeError for a ``jobs`` that is not iterable (or is a str, bytes or a
+        mapping) or a bad ``priority``,
         ValueError for a ``window`` that is not a whole number of at least 1 (all at the
-        call), ServerUnavailable when no server can be reached or the server is lost (the
-        message says how many jobs it had not acknowledged: those may or may not be
-        queued), GearmanTimeout when an acknowledgement does not come within
-        ``ack_timeout`` and ServerError on a gearmand ERROR (a full or broken queue).
+        call); then ServerUnavailable when no server can be reached or the connection is
+        lost or closed (the message says how many jobs were queued and how many sent and
+        not acknowledged: those may or may not be queued), GearmanTimeout when an
+        acknowledgement does not come within ``ack_timeout``, ServerError on a gearmand
+        ERROR (a full or broken queue: the jobs acknowledged before it were yielded) and
+        ProtocolError on malformed replies.
         """
         if type(window) is not int or window < 1:
             raise ValueError(f"window must be a whole number of jobs, at least 1, not {window!r}")
         _kind(_BACKGROUND, priority)
+        if isinstance(jobs, str | bytes | Mapping):
+            raise TypeError(
+                "jobs must be an iterable of Jobs or (function, data) pairs, "
+                f"not a {type(jobs).__name__}"
+            )
         return self._stream(iter(jobs), priority, window)
 
     def _stream(
         self, jobs: Iterator[tuple[str, bytes] | Job], priority: Priority, window: int
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         index, link = self._submit_link(None, own=True)
+        self._streams.add(link.conn)
         tracker = link.tracker
         remember = len(self._addresses) > 1
         sent = acknowledged = 0
@@ -721,27 +748,43 @@ class GearmanClient:
 
         try:
             while True:
+                # An ERROR, or a close, ends the stream before another job is taken.
+                if link.error is not None:
+                    link.error.add_note(what())
+                    raise link.error
+                if link.conn.closed:
+                    raise ServerUnavailable(
+                        f"connection to gearmand at {link.conn.address} is closed"
+                    )
                 room = window - sent + acknowledged
                 if more and room >= refill:
                     chunk: list[tuple[str, bytes] | Job] = []
+                    append, limit = chunk.append, min(_STREAM_CHUNK, room)
+                    # A slow iterable's jobs go out when it has taken _STREAM_LINGER for
+                    # them, not only once a chunk is full.
+                    linger = time.monotonic() + _STREAM_LINGER
                     try:
-                        chunk.extend(itertools.islice(jobs, min(_STREAM_CHUNK, room)))
+                        for job in jobs:
+                            append(job)
+                            if len(chunk) >= limit or time.monotonic() > linger:
+                                break
+                        else:
+                            more = False
                     except Exception as exc:
-                        # The iterable failed: the jobs it gave go out first (extend kept them).
+                        # The iterable failed: the jobs it gave go out first.
                         failure, more = exc, False
                     if chunk:
                         try:
                             data = submit_packets(chunk, background=True, priority=priority)
-                        except (TypeError, ValueError) as exc:
+                        except Exception as exc:
                             # The jobs before the bad one go out; the error waits for them.
                             failure, more = exc, False
                             chunk = _framed_prefix(chunk)
                             data = submit_packets(chunk, background=True, priority=priority)
                         tracker.submitted_many([job[0] for job in chunk], background=True)
-                        self._send(index, link, data, None, what)
+                        # Counted before the send: a send cut off midway may have gone out.
                         sent += len(chunk)
-                    else:
-                        more = False
+                        self._send(index, link, data, None, what)
                 if not more and sent == acknowledged:
                     break
                 # Waiting only when there is nothing to send: else what gearmand has
@@ -755,17 +798,22 @@ class GearmanClient:
                             self._remember(event.handle, index)
                         yield event.handle
         except ServerUnavailable as exc:
-            if sent > acknowledged:
-                raise ServerUnavailable(f"{what()} is cut off: {exc}") from exc
-            raise
+            if not sent:
+                raise
+            ended = "is cut off" if sent > acknowledged else "stopped"
+            raise ServerUnavailable(f"{what()} {ended}: {exc}") from exc
         except GeneratorExit:
-            # Left early: gearmand still acknowledges what was sent; read it, so that
-            # closing the connection does not reset it under jobs it has not read yet.
-            while tracker.awaiting_ack and not link.conn.closed:
-                self._events(index, link, None, what)
+            # Closed early: gearmand still acknowledges what was sent; read it (for a while),
+            # so that closing the connection does not reset it under jobs it has not read.
+            deadline = time.monotonic() + self.ack_timeout
+            quiet = (GearmanTimeout, ServerError, ServerUnavailable, ProtocolError)
+            with contextlib.suppress(*quiet):
+                while tracker.awaiting_ack and not link.conn.closed:
+                    self._events(index, link, deadline, what)
             raise
         finally:
             self._drop(index, link)
+            self._streams.discard(link.conn)
         if failure is not None:
             raise failure
 
