@@ -49,9 +49,10 @@ venv: $(VENV)/.installed
 venv-test: $(VENV)/.installed-test
 
 # Editable installs are not byte-compiled and PYTHONDONTWRITEBYTECODE may forbid caching:
-# compile up front so no worker process pays for compiling the package at start-up.
+# compile up front so no worker process pays for compiling the package, or the job modules
+# of the suite and the benchmarks (tests/jobs.py, benchmarks/jobs.py), at start-up.
 compile: venv
-	$(PY) -m compileall -q src examples >/dev/null
+	$(PY) -m compileall -q src examples tests benchmarks >/dev/null
 
 demo: $(if $(CAN_APT),system-deps,no-apt) venv compile
 	$(PY) -m pip install -q -e examples/derivatives
