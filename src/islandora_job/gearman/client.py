@@ -108,8 +108,10 @@ class GearmanTimeout(TimeoutError):
 class ServerError(Exception):
     """gearmand answered with an ERROR packet (for example a full queue)."""
 
-    def __init__(self, address: str, code: str, message: str) -> None:
-        super().__init__(f"gearmand at {address} answered {code}: {message}")
+    def __init__(self, address: str, code: str, message: str, during: str = "") -> None:
+        """``during`` names what was under way (it ends the text, in parentheses)."""
+        text = f"gearmand at {address} answered {code}: {message}"
+        super().__init__(f"{text} ({during})" if during else text)
         self.address = address
         self.code = code
         self.message = message
@@ -749,9 +751,9 @@ class GearmanClient:
         try:
             while True:
                 # An ERROR, or a close, ends the stream before another job is taken.
-                if link.error is not None:
-                    link.error.add_note(what())
-                    raise link.error
+                error = link.error
+                if error is not None:
+                    raise ServerError(error.address, error.code, error.message, what())
                 if link.conn.closed:
                     raise ServerUnavailable(
                         f"connection to gearmand at {link.conn.address} is closed"
