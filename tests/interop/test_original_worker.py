@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import pytest
@@ -147,3 +148,21 @@ def test_cli_text_and_site(gearman_server: GearmanServer, original_worker: Start
         timeout=30,
     )
     assert (done.returncode, done.stdout) == (0, "42\n"), done.stderr
+
+
+def test_the_original_worker_runs_a_stream_of_jobs(
+    gearman_server: GearmanServer, php_jobs: None
+) -> None:
+    batch = ({"job_name": "my_module_hello_world", "args": [n]} for n in range(200))
+    with islandora_job.JobClient(
+        [gearman_server.address], results="text", check_jobs=False
+    ) as client:
+        handles = list(client.stream_background(batch, window=16))
+        assert len(set(handles)) == 200
+        # A PHP process per job: the last of 200 is still queued when the stream ends.
+        assert client.job_status(handles[-1]).known
+        deadline = time.monotonic() + 60
+        while client.job_status(handles[-1]).known:
+            assert time.monotonic() < deadline, "the original worker did not reach the last job"
+            time.sleep(0.05)
+        assert client.submit("my_module_hello_world", "after", timeout=15) == "Hello after"

@@ -12,6 +12,7 @@ import pytest
 
 import islandora_job
 from islandora_job.gearman import GearmanAdmin
+from tests.helpers import queued
 
 from .conftest import PerlGearmand, needs_perl_server
 
@@ -55,6 +56,28 @@ def test_foreground_background_status_batch(perl_gearmand: PerlGearmand, perl_wo
         assert client.submit_batch(batch, timeout=15) is True
         with pytest.raises(islandora_job.JobFailed, match="boom"):
             client.submit("interop_fail", "boom", timeout=15)
+
+
+def test_a_stream_into_perls_server_is_queued_then_run(
+    perl_gearmand: PerlGearmand, tmp_path: Path
+) -> None:
+    batch = ({"job_name": "hello_world", "args": [n]} for n in range(300))
+    with islandora_job.JobClient([perl_gearmand.address], check_jobs=False) as client:
+        handles = list(client.stream_background(batch, window=32))
+        assert len(set(handles)) == 300
+        assert queued(perl_gearmand.address, "hello_world") == 300
+        with islandora_job.configured(
+            servers=[perl_gearmand.address], modules=["tests.interop.jobs"], temp_dir=tmp_path
+        ):
+            assert islandora_job.start_worker("perl-stream.pid", timeout=20)
+            try:
+                deadline = time.monotonic() + 30
+                while queued(perl_gearmand.address, "hello_world"):
+                    assert time.monotonic() < deadline, "Perl's server still holds jobs"
+                    time.sleep(0.05)
+            finally:
+                islandora_job.stop_worker("perl-stream.pid")
+        assert not client.job_status(handles[-1]).known
 
 
 EXTERNAL_TESTS = """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,21 +58,28 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     )
 
 
-@pytest.mark.parametrize("value", ["gm1:port", "gm1:0", "gm1:70000", ":4730", ","])
-def test_malformed_server_in_the_environment_names_the_variable_and_the_fix(
-    monkeypatch: pytest.MonkeyPatch, value: str
+@pytest.mark.parametrize(
+    ("variable", "value", "fix"),
+    [
+        *(
+            ("ISLANDORA_JOB_SERVERS", v, "host:port")
+            for v in ["gm1:port", "gm1:0", "gm1:70000", ":4730", ","]
+        ),
+        *(
+            ("ISLANDORA_JOB_MAX_PAYLOAD", v, "positive number of bytes")
+            for v in ["0", "-5", "lots"]
+        ),
+        *(
+            ("ISLANDORA_JOB_TIMEOUT", v, "positive, finite")
+            for v in ["inf", "nan", "-1", "0", "soon"]
+        ),
+    ],
+)
+def test_a_malformed_setting_in_the_environment_names_the_variable_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, fix: str
 ) -> None:
-    monkeypatch.setenv("ISLANDORA_JOB_SERVERS", value)
-    with pytest.raises(ValueError, match=r"ISLANDORA_JOB_SERVERS: .*host:port"):
-        islandora_job.settings()
-
-
-@pytest.mark.parametrize("value", ["0", "-5", "lots"])
-def test_malformed_max_payload_in_the_environment(
-    monkeypatch: pytest.MonkeyPatch, value: str
-) -> None:
-    monkeypatch.setenv("ISLANDORA_JOB_MAX_PAYLOAD", value)
-    with pytest.raises(ValueError, match=r"ISLANDORA_JOB_MAX_PAYLOAD: .*positive number of bytes"):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=rf"{variable}: .*{re.escape(fix)}"):
         islandora_job.settings()
 
 
@@ -140,15 +148,6 @@ def test_a_relative_temp_dir_from_the_environment_follows_the_working_directory(
     assert islandora_job.settings().temp_dir == tmp_path / "b" / "rel"
     monkeypatch.setenv("ISLANDORA_JOB_TEMP_DIR", str(tmp_path / "abs"))
     assert islandora_job.settings().temp_dir == tmp_path / "abs"
-
-
-@pytest.mark.parametrize("text", ["inf", "nan", "-1", "0", "soon"])
-def test_a_timeout_must_be_a_positive_finite_number(
-    monkeypatch: pytest.MonkeyPatch, text: str
-) -> None:
-    monkeypatch.setenv("ISLANDORA_JOB_TIMEOUT", text)
-    with pytest.raises(ValueError, match=r"ISLANDORA_JOB_TIMEOUT: .*positive, finite"):
-        islandora_job.settings()
 
 
 def test_layers_sit_beneath_configure_and_end_in_any_order(monkeypatch) -> None:
