@@ -10,8 +10,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import psutil
-
 from benchmarks.common import (
     Row,
     Stats,
@@ -26,6 +24,7 @@ from islandora_job import JobClient, payload
 from islandora_job.config import settings
 from islandora_job.gearman.admin import GearmanAdmin
 from islandora_job.gearman.client import GearmanClient
+from pytest_islandora_job.servers import GearmanServer
 
 SECTION = "2 background"
 QUEUES = ("builtin", "mysql", "postgres", "sqlite")
@@ -106,6 +105,19 @@ def _queued(address: str) -> int:
         return sum(row.queued for row in admin.status() if row.function == "echo")
 
 
+def _pipelined(
+    server: GearmanServer, jobs: int, rates: list[float], ours: list[float], theirs: list[float]
+) -> None:
+    """One pipelined_rate run: its rate, our CPU per job and gearmand's (the submit that
+    connects counted in)."""
+    pid = server.pid
+    if pid is None:
+        raise RuntimeError("gearmand is not running")
+    before = cpu_seconds(pid)
+    rates.append(pipelined_rate(server.address, jobs, ours))
+    theirs.append((cpu_seconds(pid) - before) / (jobs + 1))
+
+
 def _measure(queue: str, where: Path, runs: int) -> list[Row]:
     seq_jobs, pipe_jobs = SEQUENTIAL[queue], PIPELINED[queue]
     c, seq, pipe, client_cpu, server_cpu, batch = [], [], [], [], [], []
@@ -114,12 +126,9 @@ def _measure(queue: str, where: Path, runs: int) -> list[Row]:
         # measured here is submitting, not a queue grown by the runs before.
         with gearmand(where / f"run-{run}", queue) as server:
             address = server.address
-            daemon = psutil.Process(server.pid)
             c.append(c_sequential_rate(address, seq_jobs))
             seq.append(sequential_rate(address, seq_jobs))
-            before = cpu_seconds(daemon.pid)
-            pipe.append(pipelined_rate(address, pipe_jobs, client_cpu))
-            server_cpu.append((cpu_seconds(daemon.pid) - before) / (pipe_jobs + 1))
+            _pipelined(server, pipe_jobs, pipe, client_cpu, server_cpu)
             expected = 2 * seq_jobs + pipe_jobs + 2
             if queue == "builtin":
                 # After the pipelined jobs, on the queue they left: the high-level path's cost.
@@ -180,9 +189,7 @@ def _bigger_table(where: Path, runs: int) -> list[Row]:
     for run in range(runs):
         with gearmand(where / f"buckets-{run}", extra_args=BUCKETS) as server:
             sequential_rate(server.address, 2 * SEQUENTIAL["builtin"])
-            before = cpu_seconds(server.pid)
-            rates.append(pipelined_rate(server.address, PIPELINED["builtin"], ours))
-            theirs.append((cpu_seconds(server.pid) - before) / (PIPELINED["builtin"] + 1))
+            _pipelined(server, PIPELINED["builtin"], rates, ours, theirs)
     options = " ".join(BUCKETS)
     return [
         Row(SECTION, f"builtin: pipelined, gearmand {options}", "jobs/s", Stats.of(rates)),
