@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
-
 import islandora_job
 from benchmarks.common import (
     Row,
@@ -149,22 +147,20 @@ def _start_cli_worker(address: str) -> subprocess.Popen[bytes]:
     return worker
 
 
-def cpu_per_job(
-    process: psutil.Process, jobs: int, measure: Callable[[int], float]
-) -> tuple[float, float]:
+def cpu_per_job(pid: int, jobs: int, measure: Callable[[int], float]) -> tuple[float, float]:
     """Run measure(jobs) and return the process's CPU per job meanwhile, in µs (user + system)
     and its jobs/s; psutil.NoSuchProcess when the process is gone."""
-    before = cpu_seconds(process.pid)
+    before = cpu_seconds(pid)
     rate = measure(jobs)
-    used = cpu_seconds(process.pid) - before
+    used = cpu_seconds(pid) - before
     return used / jobs * 1e6, rate
 
 
-def _native_worker(pidfile: str) -> psutil.Process:
+def _native_worker(pidfile: str) -> int:
     pid = read_pidfile(pidfile_path(pidfile))
     if pid is None:
         raise RuntimeError(f"the native worker's pidfile {pidfile} names no process")
-    return psutil.Process(pid)
+    return pid
 
 
 def run(runs: int) -> list[Row]:
@@ -192,7 +188,7 @@ def run(runs: int) -> list[Row]:
             try:
                 with native_workers(1, "roundtrip") as names:
                     servers = {
-                        "c": psutil.Process(c_worker.pid),
+                        "c": c_worker.pid,
                         "c_client": _native_worker(names[0]),
                     }
                     measures: dict[str, Callable[[int], float]] = {

@@ -30,6 +30,7 @@ from islandora_job.gearman.protocol import ProtocolError
 from islandora_job.registry import RegistryError, UnknownJob, load_registry
 from islandora_job.server import main as server_main
 from islandora_job.workers.pidfiles import resolve_pidfile
+from islandora_job.workers.stop import DEFAULT_GRACE
 
 PROG = "islandora-job"
 DISTRIBUTION = "pytest-islandora-job"
@@ -288,7 +289,7 @@ def _stop_worker_arguments(parser: argparse.ArgumentParser) -> None:
         help="a bare file name in the temp dir, or an absolute path (as worker --pidfile takes)",
     )
     parser.add_argument(
-        "--grace", type=_seconds, default=10.0, help="seconds between SIGTERM and SIGKILL"
+        "--grace", type=_seconds, default=DEFAULT_GRACE, help="seconds between SIGTERM and SIGKILL"
     )
 
 
@@ -338,7 +339,7 @@ def _workers_arguments(parser: argparse.ArgumentParser) -> None:
     actions.add_parser("count", help="print how many managed workers are alive")
     stop = actions.add_parser("stop-all", help="stop every managed worker")
     stop.add_argument(
-        "--grace", type=_seconds, default=10.0, help="seconds between SIGTERM and SIGKILL"
+        "--grace", type=_seconds, default=DEFAULT_GRACE, help="seconds between SIGTERM and SIGKILL"
     )
 
 
@@ -501,9 +502,12 @@ def worker_main(pidfile: str) -> int:
     """Run `islandora-job worker --pidfile PIDFILE` (no other option) without building the
     parser, as a forked warm worker does; return its exit status as main() would."""
     _setup_logging("worker")
-    return _reported(
-        lambda: _worker(argparse.Namespace(pidfile=pidfile, only=None, via_gearman_cli=False))
-    )
+
+    def run() -> int:
+        workers.run_worker(None, pidfile)
+        return 0
+
+    return _reported(run)
 
 
 def _reported(run: Callable[[], int]) -> int:

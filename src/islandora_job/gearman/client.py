@@ -326,6 +326,8 @@ class GearmanClient:
         self._suspects: dict[int, float] = {}
         self._current: int | None = None
         self._handle_servers: OrderedDict[str, int] = OrderedDict()
+        # With one server there is only one to ask about a handle (see get_status).
+        self._remembers = len(self._addresses) > 1
         # The connections of streams not yet ended (see stream_background).
         self._streams: set[Connection] = set()
 
@@ -679,8 +681,7 @@ class GearmanClient:
             data, functions, background=True, deadline=None, describe=lambda _t, _n: what
         )
         handles = [event.handle for event in events if isinstance(event, JobCreated)]
-        # With one server there is only one to ask about a handle (see get_status).
-        if len(self._addresses) > 1:
+        if self._remembers:
             for handle in handles:
                 self._remember(handle, index)
         return handles
@@ -734,7 +735,7 @@ class GearmanClient:
         index, link = self._submit_link(None, own=True)
         self._streams.add(link.conn)
         tracker = link.tracker
-        remember = len(self._addresses) > 1
+        remember = self._remembers
         sent = acknowledged = 0
         failure: Exception | None = None
         more = True

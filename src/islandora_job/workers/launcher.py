@@ -262,10 +262,13 @@ class _Launcher:
         if "pid" not in answer:
             conn.close()
             raise LaunchError(f"the worker launcher refused: {answer.get('error', answer)}")
+        pid = answer["pid"]
         status = StatusLines()
         try:
-            status.feed(line + b"\n" + rest)
-            return LaunchedWorker(int(answer["pid"]), conn, status)
+            if type(pid) is not int or len(answer) != 1:
+                raise ValueError(f"not a worker's PID: {line[:100]!r}")
+            status.feed(rest)
+            return LaunchedWorker(pid, conn, status)
         except ValueError as exc:
             conn.close()
             raise LaunchError(f"the worker launcher garbled its answer: {exc}") from exc

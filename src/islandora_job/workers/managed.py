@@ -10,7 +10,7 @@ from islandora_job.config import Settings
 from islandora_job.workers.identity import live_worker
 from islandora_job.workers.pidfiles import locked, pidfile_path
 from islandora_job.workers.spawn import start_worker
-from islandora_job.workers.stop import stop_worker
+from islandora_job.workers.stop import DEFAULT_GRACE, stop_worker
 
 __all__ = ["count_workers", "managed_pidfiles", "start_workers", "stop_workers"]
 
@@ -62,7 +62,7 @@ def count_workers(*, settings: Settings | None = None) -> int:
     return alive
 
 
-def stop_workers(*, grace: float = 10.0, settings: Settings | None = None) -> int:
+def stop_workers(*, grace: float = DEFAULT_GRACE, settings: Settings | None = None) -> int:
     """Stop every managed worker as `stop_worker` does; returns how many were running."""
     resolved = config.settings() if settings is None else settings
     return sum(

@@ -6,8 +6,9 @@ line READY on it once gearmand has answered after its CAN_DOs on every server (s
 server lists it with its jobs), and closes it; start_worker waits for that line, or for the
 end of the stream (the worker exited first), instead of polling admin `workers`.
 
-On the launcher's connection the lines are JSON objects: {"pid": N} first, READY, then
-{"exit": status} when the worker ends. `StatusLines` parses them, without I/O.
+On the launcher's connection the lines are JSON objects: {"pid": N} first (read by the
+launcher's client), READY, then {"exit": status} when the worker ends. `StatusLines` parses
+READY and the exit status, without I/O.
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ _MAX_LINE = 4096
 class StatusLines:
     """Parse the status lines of a starting worker, fed as they come (no I/O).
 
-    `ready` turns True on READY; `exit` holds the status of an {"exit": status} line; `pid`
-    the PID of a {"pid": N} line. Raises ValueError for a line that is not one of these.
+    `ready` turns True on READY; `exit` holds the status of an {"exit": status} line. Raises
+    ValueError for a line that is not one of these.
     """
 
     def __init__(self) -> None:
-        self.pid: int | None = None
         self.ready = False
         self.exit: int | None = None
         self._buffer = b""
@@ -58,8 +58,8 @@ class StatusLines:
         ((key, value),) = message.items()
         if key == "ready" and value is True:
             self.ready = True
-        elif key in ("pid", "exit") and isinstance(value, int) and not isinstance(value, bool):
-            setattr(self, key, value)
+        elif key == "exit" and type(value) is int:
+            self.exit = value
         else:
             raise ValueError(f"not a worker status line: {line[:100]!r}")
 

@@ -31,13 +31,12 @@ from islandora_job.workers.pidfiles import (
     write_pid,
 )
 from islandora_job.workers.ready import ENV_READY_FD, StatusLines
+from islandora_job.workers.stop import DEFAULT_GRACE
 
 #: Lines of the worker's log a WorkerStartError carries.
 _LOG_LINES = 20
 # Seconds a worker that closed its end of the readiness pipe gets to be seen exiting.
 _EXIT_GRACE = 2.0
-# Seconds a registered worker start_worker gives up on has to finish its job (stop_worker's).
-_STOP_GRACE = 10.0
 
 
 class WorkerStartError(RuntimeError):
@@ -163,7 +162,7 @@ def _stop_started(child: launcher.Child, path: Path) -> None:
     if child.poll() is None:
         child.terminate()
         try:
-            child.wait(_STOP_GRACE)
+            child.wait(DEFAULT_GRACE)
         except TimeoutError:
             child.kill()
             child.wait()

@@ -25,6 +25,9 @@ from islandora_job.workers.pidfiles import (
 
 log = logging.getLogger(__name__)
 
+#: Seconds between SIGTERM and SIGKILL when stopping a worker, unless told otherwise.
+DEFAULT_GRACE = 10.0
+
 
 def _wait_gone(process: psutil.Process, timeout: float) -> bool:
     """Wait up to timeout seconds for the process to exit; reap it if it is our child."""
@@ -63,7 +66,9 @@ def _kill(process: psutil.Process) -> None:
             process.kill()
 
 
-def stop_worker(pidfile: str, *, grace: float = 10.0, settings: Settings | None = None) -> bool:
+def stop_worker(
+    pidfile: str, *, grace: float = DEFAULT_GRACE, settings: Settings | None = None
+) -> bool:
     """Stop the worker a pidfile (a bare name in the temp dir of `settings`, the settings in
     force when None, or an absolute path, as `islandora-job worker --pidfile` takes) names:
     SIGTERM, wait up to `grace` seconds for the job in hand to finish, then SIGKILL; remove
