@@ -23,7 +23,7 @@ from typing import Any
 from islandora_job.dsn import parse_dsn
 from islandora_job.gearman.admin import AdminError, FunctionStatus, GearmanAdmin
 from islandora_job.gearman.client import ServerError
-from islandora_job.gearman.connection import Connection, parse_address
+from islandora_job.gearman.connection import Connection, ServerUnavailable, parse_address
 from islandora_job.gearman.protocol import PacketType, ProtocolError, request
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "FunctionCount",
     "QueueTableError",
     "ServerStatus",
+    "StatusReader",
     "check_table_name",
     "clear",
     "counts_from_table",
@@ -98,12 +99,51 @@ def read_status(servers: Iterable[str], timeout: float = 5.0) -> list[ServerStat
         if left <= 0:
             found.append(ServerStatus(address, error=TimeoutError("not asked: no time left")))
             continue
-        try:
-            with GearmanAdmin(address, left) as admin:
-                found.append(ServerStatus(address, tuple(admin.status())))
-        except (OSError, AdminError, ProtocolError) as exc:
-            found.append(ServerStatus(address, error=exc))
+        with GearmanAdmin(address, left) as admin:
+            found.append(_status_of(admin))
     return found
+
+
+def _status_of(admin: GearmanAdmin) -> ServerStatus:
+    try:
+        return ServerStatus(admin.address, tuple(admin.status()))
+    except (OSError, AdminError, ProtocolError) as exc:
+        return ServerStatus(admin.address, error=exc)
+
+
+class StatusReader:
+    """Reads servers' admin `status` as read_status does, but over connections kept open
+    from one read to the next (a connection per read costs a connect, and gearmand an
+    accept), each server's read within ``timeout`` seconds.
+
+    Never raises for a server that cannot be read: its ServerStatus holds the error.
+    close() closes the connections.
+    """
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        self._admins: dict[str, GearmanAdmin] = {}
+
+    def read(self, servers: Iterable[str]) -> list[ServerStatus]:
+        """The admin `status` of each server, in order."""
+        return [self._read(address) for address in servers]
+
+    def _read(self, address: str) -> ServerStatus:
+        admin = self._admins.get(address)
+        if admin is None:
+            admin = self._admins[address] = GearmanAdmin(address, self.timeout)
+        kept = admin.connected
+        found = _status_of(admin)
+        if kept and isinstance(found.error, ServerUnavailable):
+            # Closed since the last read (the server restarted): once more, connecting anew.
+            found = _status_of(admin)
+        return found
+
+    def close(self) -> None:
+        """Close every connection (a later read opens new ones)."""
+        for admin in self._admins.values():
+            admin.close()
+        self._admins.clear()
 
 
 _START_ONE = "start one (islandora-job start-worker PIDFILE)"

@@ -18,10 +18,11 @@ import pytest
 
 import islandora_job
 from islandora_job.config import layered
+from islandora_job.queue import StatusReader
 from pytest_islandora_job import config, leftovers
 from pytest_islandora_job.cluster import GearmanCluster
 from pytest_islandora_job.servers import GearmanServer, ServerStartError, make_servers
-from pytest_islandora_job.workerpool import WorkerPool, pool_settings
+from pytest_islandora_job.workerpool import PoolDirs, WorkerPool, pool_settings
 
 Scope = Literal["session", "package", "module", "class", "function"]
 
@@ -195,23 +196,23 @@ def job_worker(
     @_taking(server_fixture_name)
     def worker_fixture(
         request: pytest.FixtureRequest,
-        tmp_path_factory: pytest.TempPathFactory,
+        _islandora_job_pool_dirs: PoolDirs,
+        _islandora_job_queues: StatusReader,
         **server_fixture: Any,
     ) -> Iterator[WorkerPool]:
         """Started pidfile-managed workers (a WorkerPool) on a server fixture, made by
         factories.job_worker(); stopped at teardown, which reports jobs left queued."""
-        server = server_fixture[server_fixture_name]
+        server = addresses(server_fixture[server_fixture_name])
         job_modules = config.get(request.config, "islandora_job_modules", modules)
-        pool = WorkerPool(
-            pool_settings(addresses(server), job_modules, tmp_path_factory.mktemp("workers"))
-        )
-        queued_before = leftovers.queued(addresses(server))
+        workdir = _islandora_job_pool_dirs.make(request.node.name)
+        pool = WorkerPool(pool_settings(server, job_modules, workdir))
+        queued_before = leftovers.queued(_islandora_job_queues, server)
         pool.start(1 if count is None else count)
         try:
             yield pool
         finally:
             pool.stop()
-            leftovers.settle(request, addresses(server), queued_before)
+            leftovers.settle(request, _islandora_job_queues, server, queued_before)
 
     worker_fixture.__doc__ = doc or worker_fixture.__doc__
     setattr(worker_fixture, _STARTS_WORKERS, True)

@@ -7,30 +7,33 @@ from collections.abc import Sequence
 
 import pytest
 
-from islandora_job.queue import clear, read_status
+from islandora_job.queue import StatusReader, clear
 from pytest_islandora_job import config
 
 #: Per test, the leftover jobs it was reported for ("address function: n, ..." strings).
 LEFTOVERS = pytest.StashKey[list[str]]()
 
 
-def queued(addresses: Sequence[str]) -> dict[str, int]:
+def queued(reader: StatusReader, addresses: Sequence[str]) -> dict[str, int]:
     """Jobs queued per "address function" with nothing left to run them."""
     # A server the test killed (its status is out of reach) has nothing left to drain.
     return {
         f"{server.address} {row.function}": row.queued - row.running
-        for server in read_status(addresses)
+        for server in reader.read(addresses)
         for row in server.rows
         if row.queued > row.running
     }
 
 
 def settle(
-    request: pytest.FixtureRequest, addresses: Sequence[str], before: dict[str, int]
+    request: pytest.FixtureRequest,
+    reader: StatusReader,
+    addresses: Sequence[str],
+    before: dict[str, int],
 ) -> None:
     """Drain jobs left queued; report (or, under gearman_strict_queue, fail on) those the test
     added to what was queued when its workers started (`before`, from `queued()`)."""
-    found = queued(addresses)
+    found = queued(reader, addresses)
     if not found:
         return
     left = {

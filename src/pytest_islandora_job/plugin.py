@@ -8,7 +8,7 @@ import os
 import subprocess
 import textwrap
 import weakref
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ import pytest
 from islandora_job.api import checking_jobs, refusing_default_servers
 from islandora_job.config import ENV_MODULES, layered, settings
 from islandora_job.gearman.client import ServerError
+from islandora_job.queue import StatusReader
 from islandora_job.registry import RegistryError, load_registry
 from islandora_job.workers import launcher
 from islandora_job.workers.runtime import ENV_WATCH_PID
@@ -26,7 +27,7 @@ from pytest_islandora_job.databases import scratch
 from pytest_islandora_job.leftovers import LEFTOVERS
 from pytest_islandora_job.readiness import ServerStartError
 from pytest_islandora_job.servers.base import GearmanServer, tail
-from pytest_islandora_job.workerpool import WorkerPool, live_pools, stop_pools
+from pytest_islandora_job.workerpool import PoolDirs, WorkerPool, live_pools, stop_pools
 
 LOG_LINES = 40
 # Where a test whose job modules cannot be loaded carries why (user_properties, which xdist
@@ -69,6 +70,10 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"--gearman-job-timeout / ini gearman_job_timeout: {exc}"
             ) from None
+    # The run's job modules are in force for every test, with or without a server fixture.
+    named = _run_modules(config)
+    if named is not None:
+        run_settings.enter_context(layered(modules=named[0]))
     processes.run_tag()
     # Workers this process starts end when it does, however it ends (see run_worker).
     os.environ[ENV_WATCH_PID] = str(os.getpid())
@@ -203,8 +208,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         return (yield)
 
 
-def _modules_source(config: pytest.Config) -> tuple[list[str], str]:
-    """The run's job modules and where they came from, as a reader would look for them."""
+def _run_modules(config: pytest.Config) -> tuple[list[str], str] | None:
+    """The job modules the run's option or ini key names and which of them does; None when
+    neither does (the environment variable decides)."""
     option = config.getoption("islandora_job_modules")
     if option is not None:
         return options.get(config, "islandora_job_modules"), "option --islandora-job-modules"
@@ -217,7 +223,12 @@ def _modules_source(config: pytest.Config) -> tuple[list[str], str]:
     if config.getini("islandora_job_modules"):
         where = f" in {config.inipath}" if config.inipath else ""
         return options.get(config, "islandora_job_modules"), f"ini islandora_job_modules{where}"
-    return list(settings().modules), f"environment variable {ENV_MODULES}"
+    return None
+
+
+def _modules_source(config: pytest.Config) -> tuple[list[str], str]:
+    """The run's job modules and where they came from, as a reader would look for them."""
+    return _run_modules(config) or (list(settings().modules), f"environment variable {ENV_MODULES}")
 
 
 def _registry_problem(config: pytest.Config, error: RegistryError) -> str:
@@ -296,6 +307,22 @@ def pytest_runtest_makereport(
         for described in item.stash.get(LEFTOVERS, []):
             report.sections.append(("islandora-job leftovers", described))
     return report
+
+
+@pytest.fixture(scope="session")
+def _islandora_job_pool_dirs(tmp_path_factory: pytest.TempPathFactory) -> PoolDirs:
+    """Where job_worker fixtures put their workers' pidfiles and logs: a directory per
+    test under the run's "workers" directory."""
+    return PoolDirs(tmp_path_factory.mktemp("workers"))
+
+
+@pytest.fixture(scope="session")
+def _islandora_job_queues() -> Iterator[StatusReader]:
+    """Reads the queues job_worker fixtures check for leftover jobs, over admin connections
+    kept open for the run."""
+    reader = StatusReader()
+    yield reader
+    reader.close()
 
 
 gearman_server = factories.gearman_server(

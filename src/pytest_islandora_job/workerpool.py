@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -102,6 +103,21 @@ class WorkerPool:
 
     def __len__(self) -> int:
         return len(self.pidfiles)
+
+
+class PoolDirs:
+    """Fresh directories for the worker pools of a run, under one base directory: a mkdir
+    each (tmp_path_factory.mktemp lists its whole base directory every time)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self._numbers = itertools.count()
+
+    def make(self, name: str) -> Path:
+        """A new directory (0700) named by a number and `name` (a test's, made safe)."""
+        path = self.base / f"{next(self._numbers)}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)[:30]}"
+        path.mkdir(mode=0o700)
+        return path
 
 
 # Every pool of this process, so that Ctrl-C can stop them all at once.

@@ -75,6 +75,11 @@ def test_progress_is_seen_as_it_comes_and_a_long_job_still_names_its_handle(
         (handle,) = caught.value.handles
         with GearmanAdmin(gearmand.address) as admin:
             assert handle in [j.handle for j in admin.show_jobs()]
+            # The worker (one thread) runs that job on: the next starts once it ended.
+            deadline = time.monotonic() + 10
+            while handle in [j.handle for j in admin.show_jobs()]:
+                assert time.monotonic() < deadline, "the timed-out job never ended"
+                time.sleep(0.01)
         # Without a timeout the job's end is what ends the wait.
         began = time.monotonic()
         assert client.submit(slow, b"").data == b"done"

@@ -6,6 +6,7 @@ ends with the process that started it."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import json
 import os
@@ -15,6 +16,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -311,6 +313,47 @@ def test_start_worker_returns_once_the_worker_is_registered(
         assert islandora_job.submit("variable", ENV_READY_FD, timeout=10) is None
     finally:
         assert islandora_job.stop_worker("r.pid") is True
+
+
+def test_a_worker_that_hangs_while_registering_does_not_hold_up_the_next_fork(
+    gearman_server: GearmanServer, job_settings: Path, environ_jobs: None
+) -> None:
+    # The launcher forks the next spare once a worker is registered: one that never is (its
+    # second server accepts and never answers) must not keep the next request waiting until
+    # the caller gives up on the launcher and spawns its worker instead.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        servers = [gearman_server.address, f"127.0.0.1:{silent.getsockname()[1]}"]
+        failed: list[BaseException] = []
+
+        hung_settings = dataclasses.replace(islandora_job.settings(), servers=tuple(servers))
+
+        def hang() -> None:
+            try:
+                islandora_job.start_worker("hung.pid", timeout=20, settings=hung_settings)
+            except BaseException as exc:
+                failed.append(exc)
+
+        hanging = threading.Thread(target=hang)
+        hanging.start()
+        try:
+            pidfile = job_settings / "hung.pid"
+            deadline = time.monotonic() + 10
+            while not (pidfile.exists() and pidfile.read_text().strip().isdigit()):
+                assert time.monotonic() < deadline, "the hanging worker was never forked"
+                time.sleep(0.01)
+            hung = _pid(job_settings, "hung.pid")
+            assert islandora_job.start_worker("next.pid", timeout=20) is True
+            # Forked by the launcher, while the hung one still waits to register.
+            running = launcher.running()
+            assert running is not None
+            assert psutil.Process(_pid(job_settings, "next.pid")).ppid() == running[0]
+            assert hanging.is_alive() and psutil.Process(hung).is_running()
+        finally:
+            islandora_job.stop_worker("next.pid")
+            islandora_job.stop_worker("hung.pid", settings=hung_settings)  # its start fails
+            hanging.join(30)
+    assert not hanging.is_alive()
+    assert [type(exc) for exc in failed] == [islandora_job.WorkerStartError]
 
 
 @pytest.fixture

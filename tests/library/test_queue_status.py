@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import islandora_job
+from islandora_job.gearman.admin import GearmanAdmin
 from islandora_job.gearman.connection import ServerUnavailable
-from islandora_job.queue import clear, queue_status, read_status, status_lines
-from pytest_islandora_job import ports
+from islandora_job.queue import StatusReader, clear, queue_status, read_status, status_lines
+from pytest_islandora_job import factories, ports
+from pytest_islandora_job.servers.base import GearmanServer
+
+restartable_gearman = factories.gearman_server(scope="function")
 
 
 def test_each_function_is_said_with_its_counts_or_how_to_start_a_worker(
@@ -41,3 +47,39 @@ def test_an_unreachable_server_is_said_so_and_never_raises(gearman_server) -> No
             found.checked()
     finally:
         ports.release(port)
+
+
+def _admin_connections(address: str) -> int:
+    """Connections registered for no function: admin ones, this query's own included."""
+    with GearmanAdmin(address) as admin:
+        return sum(1 for w in admin.workers() if not w.functions)
+
+
+def test_a_status_reader_keeps_one_connection_and_connects_anew_after_a_restart(
+    restartable_gearman: GearmanServer,
+) -> None:
+    address = restartable_gearman.address
+    reader = StatusReader(timeout=5)
+    try:
+        islandora_job.JobClient(check_jobs=False).submit_background("status_kept", 1)
+        for _ in range(3):
+            (found,) = reader.read([address])
+            assert found.error is None
+            assert [(r.function, r.queued) for r in found.rows] == [("status_kept", 1)]
+        assert _admin_connections(address) == 2  # the reader's, kept, and this query's
+        restartable_gearman.restart()  # the kept connection is gone with the old gearmand
+        (found,) = reader.read([address])
+        assert found.error is None and found.rows == ()  # the in-memory queue went with it
+        port = ports.claim_port()
+        try:
+            down, up = reader.read([f"127.0.0.1:{port}", address])
+            assert isinstance(down.error, ServerUnavailable) and up.error is None
+        finally:
+            ports.release(port)
+    finally:
+        reader.close()
+    # Closed: soon only this query's (gearmand drops a closed connection when it reads its end).
+    deadline = time.monotonic() + 5
+    while _admin_connections(address) != 1:
+        assert time.monotonic() < deadline, "the reader's connection is still open"
+        time.sleep(0.01)

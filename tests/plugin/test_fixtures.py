@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import time
 
 import psutil
@@ -66,6 +67,13 @@ def test_job_worker_starts_registered_pidfile_workers(backend_gearman, backend_w
     assert (hello.queued, hello.workers) == (0, 3)
     for name in backend_worker.pidfiles:
         assert (backend_worker.temp_dir / name).is_file()
+    # A directory of its own, private, under the run's "workers" directory, named after the
+    # test (as tmp_path is).
+    where = backend_worker.temp_dir
+    number, _, name = where.name.partition("-")
+    assert where.parent.name.startswith("workers") and number.isdigit()
+    assert name.startswith("test_job_worker_starts")
+    assert stat.S_IMODE(where.stat().st_mode) == 0o700
 
 
 def test_stopped_workers_hold_jobs_and_started_ones_release_them(backend_gearman, backend_worker):

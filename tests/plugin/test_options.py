@@ -239,3 +239,33 @@ def test_docker_backend_without_the_docker_extra_is_a_usage_error_not_a_skip(
     # The default backend needs no Docker: the same project runs.
     pytester.makepyfile("def test_it(): pass")
     assert pytester.runpytest_subprocess().ret == pytest.ExitCode.OK
+
+
+def test_the_run_s_job_modules_are_in_force_in_a_test_without_a_server_fixture(
+    pytester: pytest.Pytester,
+) -> None:
+    # A test that talks to a server of its own (no fixture) still knows the run's jobs, and
+    # the ini's modules win over the environment variable's.
+    pytester.makepyfile(
+        runjobs="""
+        def register_jobs():
+            return {"run_job": "runjobs:run_job"}
+
+        def run_job():
+            pass
+        """,
+        test_it="""
+        import pytest
+        import islandora_job
+
+        def test_no_server_fixture():
+            assert islandora_job.settings().modules == ("runjobs",)
+            with pytest.raises(islandora_job.UnknownJob, match="did you mean 'run_job'"):
+                islandora_job.JobClient(servers=["127.0.0.1:9"]).submit_background("run_jb")
+        """,
+    )
+    pytester.makeini("[pytest]\nislandora_job_modules = runjobs\n")
+    pytester.syspathinsert()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ISLANDORA_JOB_MODULES", "not_this_one")
+        pytester.runpytest_subprocess().assert_outcomes(passed=1)

@@ -24,7 +24,7 @@ from islandora_job.gearman.client import GearmanClient, GearmanTimeout
 from islandora_job.gearman.connection import ServerUnavailable
 from islandora_job.gearman.protocol import Magic, PacketDecoder, PacketType, response
 from islandora_job.gearman.tracker import ReplyTooLarge
-from pytest_islandora_job import factories
+from pytest_islandora_job import factories, wait_for_job
 from pytest_islandora_job.servers import GearmanServer
 
 SLACK = 0.5
@@ -174,8 +174,11 @@ def test_a_hung_server_is_skipped_by_the_calls_after_it(
         assert error is not None and elapsed < 1.0 + SLACK, f"took {elapsed:.2f} s"
         started = time.monotonic()
         assert client.submit("echo", 2, timeout=5.0) == [2]
-        assert client.submit_background("echo", 3).startswith("H:")
+        handle = client.submit_background("echo", 3)
+        assert handle.startswith("H:")
         assert time.monotonic() - started < 1.0
+    # Done before the worker stops at teardown, which would find it queued otherwise.
+    wait_for_job(handle, timeout=10, servers=[good_gearman.address])
 
 
 def test_a_longer_call_moves_on_to_the_next_server_within_its_timeout(

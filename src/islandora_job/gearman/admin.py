@@ -76,6 +76,11 @@ class GearmanAdmin:
         self._conn: Connection | None = None
         self._decoder: AdminDecoder | None = None
 
+    @property
+    def connected(self) -> bool:
+        """True while a connection opened by an earlier command is open."""
+        return self._conn is not None and not self._conn.closed
+
     def close(self) -> None:
         """Close the connection (a later command opens a new one)."""
         if self._conn is not None:

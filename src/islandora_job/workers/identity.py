@@ -76,14 +76,17 @@ def our_worker(entry: PidfileEntry, path: Path) -> psutil.Process | None:
     """
     try:
         process = psutil.Process(entry.pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            children.reap(entry.pid)
-            return None
-        if process.uids().real != os.getuid() or process.uids().effective != os.geteuid():
-            return None
-        if process.create_time() > entry.written + START_SLACK:
-            return None
-        cmdline = process.cmdline()
+        # One read of /proc/PID/stat and of /proc/PID/status for all the questions below.
+        with process.oneshot():
+            if process.status() == psutil.STATUS_ZOMBIE:
+                children.reap(entry.pid)
+                return None
+            uids = process.uids()
+            if uids.real != os.getuid() or uids.effective != os.geteuid():
+                return None
+            if process.create_time() > entry.written + START_SLACK:
+                return None
+            cmdline = process.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
     return process if is_worker_cmdline(cmdline, path) else None

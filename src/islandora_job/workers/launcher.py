@@ -6,7 +6,8 @@ the request costs nothing at the time of the request. Once `enable()` ran (the p
 plugin's worker pools call it), `start_worker` asks this process's launcher for a worker
 instead of spawning a new interpreter. The launcher keeps one spare forked: the spare waits
 on the launcher's socket itself, takes the next request, becomes that worker and tells the
-launcher, which forks the next spare. The worker is what a spawned one is: it runs the
+launcher, which forks the next spare once that worker is registered (a fork made while it
+starts would take CPU from it). The worker is what a spawned one is: it runs the
 `islandora-job worker --pidfile PATH` command's code with the caller's environment and
 working directory, its own session and process group, its output in its log, and the same
 command line (rewritten in place once the request came, so the identity check and `ps` see
@@ -63,6 +64,8 @@ _MAX_REQUEST = 1 << 20
 # a row), and the deaths in a row after which the launcher gives up and ends.
 _RESPARE_DELAY = 0.1
 _SPARE_DEATHS = 5
+# Seconds the next spare waits for the worker that took the last request to be registered.
+_SUCCESSOR_WAIT = 0.5
 
 
 class Child(Protocol):
@@ -436,9 +439,10 @@ def _check(request: object) -> tuple[list[str], dict[str, str], str]:
 
 
 def _worker(
-    conn: socket.socket, log_fd: int, argv: list[str], env: dict[str, str], cwd: str
+    conn: socket.socket, taken: int, log_fd: int, argv: list[str], env: dict[str, str], cwd: str
 ) -> int:
-    """In the forked child: become the worker of ``argv``; its exit status."""
+    """In the forked child: become the worker of ``argv``, which says on ``conn`` and on
+    the launcher's pipe ``taken`` when it is registered; its exit status."""
     _set_cmdline(argv)
     # The caller learns the PID once the command line says what the process is.
     conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
@@ -452,10 +456,16 @@ def _worker(
     # current while the worker runs.
     sys.stdout = open(1, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
-    os.environ.clear()
-    os.environ.update(env)
-    # The worker says "registered" on the caller's connection (see ready.py).
-    os.environ[ENV_READY_FD] = str(os.dup(conn.fileno()))
+    # The caller's environment, changing only what differs from the launcher's (each change
+    # is a putenv or unsetenv, and most of the two are the same).
+    for name in [name for name in os.environ if name not in env]:
+        del os.environ[name]
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+    # The worker says "registered" on the caller's connection and to the launcher (see
+    # ready.py).
+    os.environ[ENV_READY_FD] = f"{os.dup(conn.fileno())},{taken}"
     os.chdir(cwd)
     # As `python -m` would: the working directory first on the path, then what was there.
     sys.path[0] = cwd
@@ -532,36 +542,7 @@ def serve(socket_path: str) -> None:
     sys.stdout.write(f"ready {end - start}\n")
     sys.stdout.flush()
     _set_cmdline(sys.orig_argv[:-1])
-    owner = sys.stdin.fileno()
-    # The spares watch this pipe, whose write end the launcher alone holds: at its end, they end.
-    life, life_write = os.pipe()
-    spare = _fork_spare(listener, uid, life, life_write, owner)
-    # Spares that died in a row, without taking a request: something keeps them from
-    # living, and each death makes a waiting caller lose its reply timeout.
-    deaths = 0
-    with selectors.DefaultSelector() as selector:
-        selector.register(owner, selectors.EVENT_READ)
-        selector.register(spare, selectors.EVENT_READ)
-        while deaths < _SPARE_DEATHS:
-            for key, _ in selector.select():
-                if key.fileobj == owner:
-                    if not os.read(owner, 4096):
-                        deaths = _SPARE_DEATHS  # the owner is gone (maybe killed)
-                        break
-                    continue
-                # The spare took a request (or died): fork the next one.
-                if os.read(spare, 1):
-                    deaths = 0
-                else:
-                    deaths += 1
-                    if deaths == _SPARE_DEATHS:
-                        break
-                    # Never fork in a tight loop: wait longer after each death in a row.
-                    time.sleep(_RESPARE_DELAY * 2 ** (deaths - 1))
-                selector.unregister(spare)
-                os.close(spare)
-                spare = _fork_spare(listener, uid, life, life_write, owner)
-                selector.register(spare, selectors.EVENT_READ)
+    _keep_spares(listener, uid, sys.stdin.fileno())
     # Leave nothing behind; callers then spawn their workers (the launcher is gone).
     listener.close()
     with contextlib.suppress(OSError):
@@ -569,10 +550,71 @@ def serve(socket_path: str) -> None:
         os.rmdir(os.path.dirname(socket_path))
 
 
+def _keep_spares(listener: socket.socket, uid: int, owner: int) -> None:
+    """Keep a spare forked until the owner's pipe closes (or spares keep dying).
+
+    A spare says on its pipe when it took a request ("!"), and again when its worker is
+    registered (READY) or at its exit (the pipe closes). The next spare is forked then, not
+    while that worker starts: a fork costs a millisecond of CPU, and the kernel runs the
+    woken launcher on the starting worker's own CPU. It is forked at once when another
+    request comes meanwhile (the socket is readable, no spare accepts it), and after
+    _SUCCESSOR_WAIT seconds in any case.
+    """
+    # The spares watch this pipe, whose write end the launcher alone holds: at its end, they end.
+    life, life_write = os.pipe()
+    first = _fork_spare(listener, uid, life, life_write, owner)
+    spare: int | None = first
+    # The pipe of the worker that took the last request, while its successor waits.
+    starting: int | None = None
+    deadline = 0.0
+    # Spares that died in a row, without taking a request: something keeps them from
+    # living, and each death makes a waiting caller lose its reply timeout.
+    deaths = 0
+    with selectors.DefaultSelector() as selector:
+        selector.register(owner, selectors.EVENT_READ)
+        selector.register(first, selectors.EVENT_READ)
+        while deaths < _SPARE_DEATHS:
+            timeout = None if starting is None else max(0.0, deadline - time.monotonic())
+            events = selector.select(timeout)
+            fork = not events  # the starting worker took too long
+            for key, _ in events:
+                if key.fd == owner:
+                    if not os.read(owner, 4096):
+                        deaths = _SPARE_DEATHS  # the owner is gone (maybe killed)
+                        fork = False
+                        break
+                elif key.fd == spare:
+                    if os.read(spare, 1):  # taken: the successor waits
+                        deaths = 0
+                        starting, spare = spare, None
+                        deadline = time.monotonic() + _SUCCESSOR_WAIT
+                        selector.register(listener, selectors.EVENT_READ)
+                        continue
+                    deaths += 1
+                    if deaths == _SPARE_DEATHS:
+                        break
+                    # Never fork in a tight loop: wait longer after each death in a row.
+                    time.sleep(_RESPARE_DELAY * 2 ** (deaths - 1))
+                    selector.unregister(spare)
+                    os.close(spare)
+                    spare = None
+                    fork = True
+                else:  # the starting worker is registered or gone, or a request waits
+                    fork = True
+            if fork and spare is None:
+                if starting is not None:
+                    selector.unregister(starting)
+                    selector.unregister(listener)
+                    os.close(starting)
+                    starting = None
+                spare = _fork_spare(listener, uid, life, life_write, owner)
+                selector.register(spare, selectors.EVENT_READ)
+
+
 def _fork_spare(listener: socket.socket, uid: int, life: int, life_write: int, owner: int) -> int:
     """Fork a spare: a child that waits for the next request itself, so that a request finds
-    a process already forked. Returns the pipe on which it says it took one (or closes at
-    its death)."""
+    a process already forked. Returns the pipe on which it says it took one, then that its
+    worker is registered (or closes at its death)."""
     taken, taken_write = os.pipe()
     if os.fork() == 0:
         status = 1
@@ -603,8 +645,8 @@ def _fork_spare(listener: socket.socket, uid: int, life: int, life_write: int, o
 
 def _spare(listener: socket.socket, uid: int, life: int, taken: int) -> int:
     """In a spare: wait for a request of the owner's user naming a worker (refusing any
-    other), say so on ``taken``, and become that worker; its exit status. 0 when the
-    launcher ended first."""
+    other), say so on ``taken``, and become that worker (which says on ``taken`` too when
+    it is registered); its exit status. 0 when the launcher ended first."""
     listener.setblocking(False)
     with selectors.DefaultSelector() as selector:
         selector.register(listener, selectors.EVENT_READ)
@@ -619,10 +661,9 @@ def _spare(listener: socket.socket, uid: int, life: int, taken: int) -> int:
                 continue  # gone before it was accepted
             request = _take(conn, uid)
     os.write(taken, b"!")
-    os.close(taken)
     listener.close()
     os.close(life)
-    return _serve_request(conn, *request)
+    return _serve_request(conn, taken, *request)
 
 
 def _take(conn: socket.socket, uid: int) -> tuple[int, list[str], dict[str, str], str] | None:
@@ -656,12 +697,12 @@ def _take(conn: socket.socket, uid: int) -> tuple[int, list[str], dict[str, str]
 
 
 def _serve_request(
-    conn: socket.socket, log_fd: int, argv: list[str], env: dict[str, str], cwd: str
+    conn: socket.socket, taken: int, log_fd: int, argv: list[str], env: dict[str, str], cwd: str
 ) -> int:
     """Become the worker of a taken request; report its exit status on ``conn``; return it."""
     status = 1
     try:
-        status = _worker(conn, log_fd, argv, env, cwd)
+        status = _worker(conn, taken, log_fd, argv, env, cwd)
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
     except BaseException:

@@ -4,7 +4,9 @@ start_worker hands the worker a descriptor (ENV_READY_FD names it): the write en
 for a spawned worker, the launcher's connection for a forked one. The worker writes the
 line READY on it once gearmand has answered after its CAN_DOs on every server (so every
 server lists it with its jobs), and closes it; start_worker waits for that line, or for the
-end of the stream (the worker exited first), instead of polling admin `workers`.
+end of the stream (the worker exited first), instead of polling admin `workers`. A forked
+worker gets a second descriptor (ENV_READY_FD holds "N,M"): the launcher's own pipe, on
+which it waits for the same word before forking its next spare.
 
 On the launcher's connection the lines are JSON objects: {"pid": N} first (read by the
 launcher's client), READY, then {"exit": status} when the worker ends. `StatusLines` parses
@@ -16,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Sequence
 
-__all__ = ["ENV_READY_FD", "READY", "StatusLines", "notify_ready", "take_ready_fd"]
+__all__ = ["ENV_READY_FD", "READY", "StatusLines", "notify_ready", "take_ready_fds"]
 
-#: The environment variable naming the descriptor a worker says "registered" on.
+#: The environment variable naming the descriptors (comma-separated) a worker says
+#: "registered" on.
 ENV_READY_FD = "ISLANDORA_JOB_READY_FD"
 #: The line a worker writes once it is registered on every server.
 READY = b'{"ready": true}\n'
@@ -64,26 +68,28 @@ class StatusLines:
             raise ValueError(f"not a worker status line: {line[:100]!r}")
 
 
-def take_ready_fd() -> int | None:
-    """The descriptor ENV_READY_FD names, removed from the environment and made
-    non-inheritable (a job's own child processes must not see it nor hold it); None when
-    unset or not a descriptor number."""
-    text = os.environ.pop(ENV_READY_FD, "")
-    if not text.isdigit():
-        return None
-    fd = int(text)
-    # Nor inherit it: a process a job module starts could hold the stream open past this
+def take_ready_fds() -> tuple[int, ...]:
+    """The descriptors ENV_READY_FD names, removed from the environment and made
+    non-inheritable (a job's own child processes must not see them nor hold them); none
+    when unset or not a list of descriptor numbers."""
+    parts = os.environ.pop(ENV_READY_FD, "").split(",")
+    if not all(part.isdigit() for part in parts):
+        return ()
+    fds = tuple(int(part) for part in parts)
+    # Nor inherit them: a process a job module starts could hold a stream open past this
     # worker's exit, and its starter would wait for the end of the stream in vain.
-    with contextlib.suppress(OSError):
-        os.set_inheritable(fd, False)
-    return fd
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.set_inheritable(fd, False)
+    return fds
 
 
-def notify_ready(fd: int) -> None:
-    """Write READY on the descriptor and close it; a starter gone meanwhile is no error."""
-    try:
-        with contextlib.suppress(OSError):
-            os.write(fd, READY)
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+def notify_ready(fds: Sequence[int]) -> None:
+    """Write READY on each descriptor and close it; a starter gone meanwhile is no error."""
+    for fd in fds:
+        try:
+            with contextlib.suppress(OSError):
+                os.write(fd, READY)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -20,7 +20,7 @@ from islandora_job.registry import load_registry
 from islandora_job.workers.heartbeat import ping_function, ping_handler
 from islandora_job.workers.identity import client_id, holding_pidfile
 from islandora_job.workers.jobs import handler, select_jobs
-from islandora_job.workers.ready import notify_ready, take_ready_fd
+from islandora_job.workers.ready import notify_ready, take_ready_fds
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def run_worker(
     names a process, the worker stops when that process ends; when ISLANDORA_JOB_READY_FD
     names a descriptor (start_worker's), the worker says on it once it is registered.
     """
-    ready_fd = take_ready_fd()
+    ready_fds = take_ready_fds()
     resolved = config.settings() if settings is None else settings
     registry = load_registry(resolved.modules)
     names = select_jobs(registry, only)
@@ -90,7 +90,7 @@ def run_worker(
             resolved.servers,
             client_id(os.getpid()),
             exceptions=False,
-            on_registered=None if ready_fd is None else functools.partial(notify_ready, ready_fd),
+            on_registered=functools.partial(notify_ready, ready_fds) if ready_fds else None,
         ) as worker,
     ):
         handle = handler(registry, resolved.max_payload, resolved.site)
