@@ -719,3 +719,8 @@ def _serve_request(
 
 if __name__ == "__main__":
     serve(sys.argv[1])
+    # Nothing is left to finalize (serve removed what it made): ending without the
+    # interpreter's teardown of the library it imported (tens of milliseconds) ends the
+    # test run that much sooner, since the run waits for its launcher to be gone.
+    sys.stdout.flush()
+    os._exit(0)
