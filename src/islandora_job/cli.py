@@ -474,9 +474,13 @@ def _version() -> str:
         return "(not installed)"
 
 
+#: How a worker's log lines look.
+WORKER_LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
+
+
 def _setup_logging(command: str) -> None:
     if command == "worker":
-        fmt, level = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s", logging.INFO
+        fmt, level = WORKER_LOG_FORMAT, logging.INFO
     else:
         fmt, level = f"{PROG}: %(message)s", logging.WARNING
     logging.basicConfig(format=fmt, level=level, stream=sys.stderr)

@@ -469,9 +469,13 @@ def test_a_registry_this_process_cannot_load_fails_the_start_and_leaves_no_worke
 ) -> None:
     with (
         islandora_job.configured(modules=["no_such_job_module"]),
-        pytest.raises(islandora_job.RegistryError, match="cannot import job module"),
+        pytest.raises(islandora_job.RegistryError, match="cannot import job module") as raised,
     ):
         islandora_job.start_worker("bad.pid", timeout=20)
+    # The worker's exit on it is the cause, with the worker's log saying the same.
+    cause = raised.value.__cause__
+    assert isinstance(cause, islandora_job.WorkerStartError)
+    assert "exited with status 1" in str(cause) and "no_such_job_module" in str(cause)
     assert not (job_settings / "bad.pid").exists()
     pidfile = str(job_settings / "bad.pid")
     left = []

@@ -33,6 +33,7 @@ import contextlib
 import ctypes
 import importlib
 import json
+import logging
 import os
 import selectors
 import signal
@@ -512,7 +513,7 @@ def serve(socket_path: str) -> None:
 
     import psutil
 
-    import islandora_job.cli  # noqa: F401  (what every worker runs)
+    import islandora_job.cli  # what every worker runs
     from islandora_job import registry
 
     # What every worker needs, imported once, and the entry points read once: a worker
@@ -525,6 +526,10 @@ def serve(socket_path: str) -> None:
     # A worker's first connect resolves its server's host name, which imports the idna
     # codec (and stringprep): done here, it is not done again in every worker.
     socket.getaddrinfo("localhost", None)
+    # So is the first use of logging's record and time formatting, which a worker's first
+    # log lines would pay for (a tenth of a millisecond or two each).
+    record = logging.LogRecord(MODULE, logging.INFO, __file__, 0, "worker %d", (0,), None)
+    logging.Formatter(islandora_job.cli.WORKER_LOG_FORMAT).format(record)
     gc.freeze()
     uid = os.getuid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)

@@ -17,7 +17,7 @@ from islandora_job.config import Settings, settings_env
 from islandora_job.gearman.admin import AdminError, GearmanAdmin
 from islandora_job.gearman.protocol import ProtocolError
 from islandora_job.logs import tail
-from islandora_job.registry import load_registry
+from islandora_job.registry import RegistryError, load_registry
 from islandora_job.workers import children, launcher
 from islandora_job.workers.identity import client_id, live_worker
 from islandora_job.workers.jobs import select_jobs
@@ -188,7 +188,8 @@ def _missing_on(servers: Sequence[str], pid: int) -> str:
 def _wait_registered(child: launcher.Child, path: Path, resolved: Settings, timeout: float) -> None:
     """Wait for the child to say it is registered on every server (it says so once each
     has answered after its CAN_DOs); else stop it, remove its pidfile and raise
-    WorkerStartError with its log tail, at once when it exits first."""
+    WorkerStartError with its log tail, at once when it exits first (RegistryError, caused
+    by that, when this process cannot load the registry either: the likely reason)."""
     ready = child.wait_ready(timeout)
     if ready:
         return
@@ -206,10 +207,18 @@ def _wait_registered(child: launcher.Child, path: Path, resolved: Settings, time
             f"did not register on {_missing_on(resolved.servers, child.pid)} within {timeout:g} s"
         )
     _stop_started(child, path)
-    raise WorkerStartError(
+    failed = WorkerStartError(
         f"worker for pidfile {path} {what}; its log {log_path(path)} ends:\n"
         + tail(log_path(path), _LOG_LINES)
     )
+    if code is not None:
+        # Checked here, not while every worker starts: on the way to a worker's start it
+        # would take CPU from it.
+        try:
+            select_jobs(load_registry(resolved.modules), None)
+        except RegistryError as problem:
+            raise problem from failed
+    raise failed
 
 
 def start_worker(pidfile: str, *, timeout: float = 30.0, settings: Settings | None = None) -> bool:
@@ -222,9 +231,10 @@ def start_worker(pidfile: str, *, timeout: float = 30.0, settings: Settings | No
     at the same moment start one worker. Raises ValueError for a name that is not a bare
     file name (nothing created), PidfileError for a pidfile, log or lock that is a symbolic
     link, a FIFO, not a regular file or not ours, LockTimeout when its lock stays held past
-    `timeout`, RegistryError when no job is registered (the worker, started meanwhile, is
-    stopped), WorkerStartError (with the log tail) when the worker exits or does not
-    register within `timeout` seconds.
+    `timeout`, RegistryError when no job is registered or a job module cannot be loaded
+    (the worker exited on it; the WorkerStartError with its log tail is the cause),
+    WorkerStartError (with the log tail) when the worker exits or does not register within
+    `timeout` seconds.
     """
     resolved = config.settings() if settings is None else settings
     path = pidfile_path(pidfile, settings=resolved)
@@ -236,13 +246,6 @@ def start_worker(pidfile: str, *, timeout: float = 30.0, settings: Settings | No
             return False
         child = _spawn(path, resolved)
     try:
-        # Checked while the worker starts (it loads the registry itself): a registry this
-        # process cannot load fails the start all the same, the worker stopped.
-        try:
-            select_jobs(load_registry(resolved.modules), None)
-        except BaseException:
-            _stop_started(child, path)
-            raise
         _wait_registered(child, path, resolved, max(0.0, deadline - time.monotonic()))
     finally:
         child.close()
