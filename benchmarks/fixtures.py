@@ -333,7 +333,11 @@ _OWN_CODE = (
 )
 
 
-def _compilations(where: Path) -> list[tuple[str, dict[str, str] | None, bool]]:
+# A way a suite runs: its label, its environment (None: child_env()), held to the target.
+Way = tuple[str, dict[str, str] | None, bool]
+
+
+def _compilations(where: Path) -> list[Way]:
     """The ways a suite runs, as (label, environment, held to the target):
 
     - byte-compiled: as `make test` leaves the tree;
@@ -366,17 +370,36 @@ def _compilations(where: Path) -> list[tuple[str, dict[str, str] | None, bool]]:
     ]
 
 
+def _rounds(
+    ways: list[Way],
+    runs: int,
+    reference: Callable[[dict[str, str] | None], float],
+    figure: Callable[[dict[str, str] | None], float],
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Per way (label), the `runs` reference and figure measurements, in rounds that each
+    measure every way once (reference, then figure), so that a drift of the machine over
+    the section weighs on every way alike."""
+    times: dict[str, tuple[list[float], list[float]]] = {label: ([], []) for label, *_ in ways}
+    for _ in range(runs):
+        for label, env, _target in ways:
+            times[label][0].append(reference(env))
+            times[label][1].append(figure(env))
+    return times
+
+
 def suite_overhead(runs: int) -> list[Row]:
     """Wall time of both suites (alternating) and the per-test overhead of job_worker, in
-    each way of _compilations."""
+    each way of _compilations; each round runs every way once, so that a drift of the
+    machine over the section weighs on all of them alike."""
     rows: list[Row] = []
     with workdir("suite") as where:
         with_worker, without = write_suites(where)
-        for label, env, target in _compilations(where):
-            with_times, without_times = [], []
-            for _ in range(runs):
-                without_times.append(run_suite(without, env))
-                with_times.append(run_suite(with_worker, env))
+        ways = _compilations(where)
+        times = _rounds(
+            ways, runs, lambda env: run_suite(without, env), lambda env: run_suite(with_worker, env)
+        )
+        for label, _env, target in ways:
+            without_times, with_times = times[label]
             per_test = Stats.of(
                 [_ms(w - wo) / SUITE_TESTS for w, wo in zip(with_times, without_times, strict=True)]
             )
@@ -432,7 +455,7 @@ def _round_trips(fixture: str) -> str:
 def shared_worker_suite(runs: int) -> list[Row]:
     """Wall time of a 40-test suite on one session-scoped worker (each test a foreground
     job), against the same tests each with a job_worker of its own, in each way of
-    _compilations."""
+    _compilations, every way once a round."""
     rows: list[Row] = []
     with workdir("shared") as where:
         shared, own = where / "shared_worker", where / "own_workers"
@@ -441,11 +464,15 @@ def shared_worker_suite(runs: int) -> list[Row]:
             (folder / "pytest.ini").write_text(_INI)
             (folder / "test_generated.py").write_text(_round_trips(fixture))
         (shared / "conftest.py").write_text(_SHARED_CONFTEST)
-        for label, env, _ in _compilations(where):
-            shared_times, own_times = [], []
-            for _ in range(runs):
-                own_times.append(run_suite(own, env, SHARED_TESTS))
-                shared_times.append(run_suite(shared, env, SHARED_TESTS))
+        ways = _compilations(where)
+        times = _rounds(
+            ways,
+            runs,
+            lambda env: run_suite(own, env, SHARED_TESTS),
+            lambda env: run_suite(shared, env, SHARED_TESTS),
+        )
+        for label, _env, _target in ways:
+            own_times, shared_times = times[label]
             rows.append(
                 Row(
                     SECTION,
