@@ -113,8 +113,8 @@ def _status_of(admin: GearmanAdmin) -> ServerStatus:
 
 class StatusReader:
     """Reads servers' admin `status` as read_status does, but over connections kept open
-    from one read to the next (a connection per read costs a connect, and gearmand an
-    accept), each server's read within ``timeout`` seconds.
+    from one read of the same servers to the next (a connection per read costs a connect,
+    and gearmand an accept), each server's read within ``timeout`` seconds.
 
     Never raises for a server that cannot be read: its ServerStatus holds the error.
     close() closes the connections.
@@ -125,8 +125,12 @@ class StatusReader:
         self._admins: dict[str, GearmanAdmin] = {}
 
     def read(self, servers: Iterable[str]) -> list[ServerStatus]:
-        """The admin `status` of each server, in order."""
-        return [self._read(address) for address in servers]
+        """The admin `status` of each server, in order; the connections to servers not
+        among them are closed (a suite of short-lived servers leaves none open)."""
+        wanted = list(servers)
+        for address in [a for a in self._admins if a not in wanted]:
+            self._admins.pop(address).close()
+        return [self._read(address) for address in wanted]
 
     def _read(self, address: str) -> ServerStatus:
         admin = self._admins.get(address)

@@ -19,6 +19,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -354,6 +355,42 @@ def test_a_worker_that_hangs_while_registering_does_not_hold_up_the_next_fork(
             hanging.join(30)
     assert not hanging.is_alive()
     assert [type(exc) for exc in failed] == [islandora_job.WorkerStartError]
+
+
+def test_workers_started_at_once_live_on_when_their_job_module_restores_sigpipe(
+    gearman_server: GearmanServer,
+    job_settings: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A request that comes while a worker starts has the next spare forked at once; that
+    # worker's word "registered" to the launcher must then not meet a closed pipe, which
+    # kills a process whose job module gave SIGPIPE back its default action.
+    source = f"""
+        import os, signal
+
+        if os.getpid() != {os.getpid()}:
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+        def register_jobs():
+            return {{"pid": "sigpipe_jobs:pid"}}
+
+        def pid():
+            return os.getpid()
+        """
+    for _ in _job_module(tmp_path, monkeypatch, "sigpipe_jobs", source):
+        names = [f"sp{i}.pid" for i in range(4)]
+        with ThreadPoolExecutor(len(names)) as pool:
+            assert list(pool.map(islandora_job.start_worker, names)) == [True] * len(names)
+        try:
+            pids = [_pid(job_settings, name) for name in names]
+            time.sleep(0.2)  # a worker killed by SIGPIPE dies right after its word
+            assert all(psutil.Process(pid).is_running() for pid in pids)
+            served = {islandora_job.submit("pid", timeout=10) for _ in range(40)}
+            assert served <= set(pids) and served
+        finally:
+            for name in names:
+                islandora_job.stop_worker(name)
 
 
 @pytest.fixture

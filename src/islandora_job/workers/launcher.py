@@ -4,10 +4,10 @@ Starting a worker costs an interpreter start and the library's imports (about 10
 fork of a process that already paid them costs a few milliseconds, and a fork made before
 the request costs nothing at the time of the request. Once `enable()` ran (the pytest
 plugin's worker pools call it), `start_worker` asks this process's launcher for a worker
-instead of spawning a new interpreter. The launcher keeps one spare forked: the spare waits
+instead of spawning a new interpreter. The launcher keeps a spare forked: the spare waits
 on the launcher's socket itself, takes the next request, becomes that worker and tells the
 launcher, which forks the next spare once that worker is registered (a fork made while it
-starts would take CPU from it). The worker is what a spawned one is: it runs the
+starts would take CPU from it), or at once when another request waits meanwhile. The worker is what a spawned one is: it runs the
 `islandora-job worker --pidfile PATH` command's code with the caller's environment and
 working directory, its own session and process group, its output in its log, and the same
 command line (rewritten in place once the request came, so the identity check and `ps` see
@@ -559,7 +559,7 @@ def _keep_spares(listener: socket.socket, uid: int, owner: int) -> None:
     """Keep a spare forked until the owner's pipe closes (or spares keep dying).
 
     A spare says on its pipe when it took a request ("!"), and again when its worker is
-    registered (READY) or at its exit (the pipe closes). The next spare is forked then, not
+    registered (READY, then the pipe closes) or at its exit. The next spare is forked then, not
     while that worker starts: a fork costs a millisecond of CPU, and the kernel runs the
     woken launcher on the starting worker's own CPU. It is forked at once when another
     request comes meanwhile (the socket is readable, no spare accepts it), and after
@@ -569,8 +569,11 @@ def _keep_spares(listener: socket.socket, uid: int, owner: int) -> None:
     life, life_write = os.pipe()
     first = _fork_spare(listener, uid, life, life_write, owner)
     spare: int | None = first
-    # The pipe of the worker that took the last request, while its successor waits.
+    # The pipe of the worker that took the last request, while its successor waits; then,
+    # until that worker has written READY and closed it (or exited), kept open and read: a
+    # worker whose job module restored SIGPIPE's default would die writing to a closed one.
     starting: int | None = None
+    draining: set[int] = set()
     deadline = 0.0
     # Spares that died in a row, without taking a request: something keeps them from
     # living, and each death makes a waiting caller lose its reply timeout.
@@ -588,6 +591,11 @@ def _keep_spares(listener: socket.socket, uid: int, owner: int) -> None:
                         deaths = _SPARE_DEATHS  # the owner is gone (maybe killed)
                         fork = False
                         break
+                elif key.fd in draining:
+                    if not os.read(key.fd, 4096):
+                        selector.unregister(key.fd)
+                        os.close(key.fd)
+                        draining.discard(key.fd)
                 elif key.fd == spare:
                     if os.read(spare, 1):  # taken: the successor waits
                         deaths = 0
@@ -608,9 +616,8 @@ def _keep_spares(listener: socket.socket, uid: int, owner: int) -> None:
                     fork = True
             if fork and spare is None:
                 if starting is not None:
-                    selector.unregister(starting)
                     selector.unregister(listener)
-                    os.close(starting)
+                    draining.add(starting)  # read to its end above, then closed
                     starting = None
                 spare = _fork_spare(listener, uid, life, life_write, owner)
                 selector.register(spare, selectors.EVENT_READ)

@@ -75,7 +75,8 @@ def run_worker(
     for an `only` name nobody registered, RegistryError when there are no jobs,
     WorkerRunning when the pidfile names another live worker. When ISLANDORA_JOB_WATCH_PID
     names a process, the worker stops when that process ends; when ISLANDORA_JOB_READY_FD
-    names a descriptor (start_worker's), the worker says on it once it is registered.
+    names descriptors (start_worker's, the launcher's), the worker says on each once it is
+    registered.
     """
     ready_fds = take_ready_fds()
     resolved = config.settings() if settings is None else settings

@@ -211,9 +211,10 @@ def _wait_registered(child: launcher.Child, path: Path, resolved: Settings, time
         f"worker for pidfile {path} {what}; its log {log_path(path)} ends:\n"
         + tail(log_path(path), _LOG_LINES)
     )
-    if code is not None:
-        # Checked here, not while every worker starts: on the way to a worker's start it
-        # would take CPU from it.
+    if ready is False:
+        # It ended its start itself (exited, or closed its pipe): a registry this process
+        # cannot load either is the likely reason. Checked here, not while every worker
+        # starts, where it would take CPU from the worker.
         try:
             select_jobs(load_registry(resolved.modules), None)
         except RegistryError as problem:
