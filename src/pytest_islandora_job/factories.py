@@ -109,13 +109,10 @@ def gearman_server(
         handles = make_servers(settings, workdir, count or 1)
         with running(handles) as servers:
             value = servers[0] if count is None else GearmanCluster(servers)
-            # While the fixture lives, the module-level API uses its servers, its workdir
-            # and the run's job modules (a test's own settings come in pytest_runtest_call).
-            with layered(
-                servers=[s.address for s in servers],
-                temp_dir=workdir,
-                modules=config.get(request.config, "islandora_job_modules"),
-            ):
+            # While the fixture lives, the module-level API uses its servers and its workdir
+            # (the run's job modules are in force from pytest_configure; a test's own
+            # settings come in pytest_runtest_call).
+            with layered(servers=[s.address for s in servers], temp_dir=workdir):
                 yield value
 
     server_fixture.__doc__ = doc or server_fixture.__doc__

@@ -88,7 +88,8 @@ def pytest_configure(config: pytest.Config) -> None:
     controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(
         config, "workerinput"
     )
-    if not controller and _modules_source(config)[0]:
+    # (The run's modules are in force by now: settings() has them, or the environment's.)
+    if not controller and settings().modules:
         launcher.enable()
         launcher.prestart()
 

@@ -7,13 +7,13 @@ plugin's worker pools call it), `start_worker` asks this process's launcher for 
 instead of spawning a new interpreter. The launcher keeps a spare forked: the spare waits
 on the launcher's socket itself, takes the next request, becomes that worker and tells the
 launcher, which forks the next spare once that worker is registered (a fork made while it
-starts would take CPU from it), or at once when another request waits meanwhile. The worker is what a spawned one is: it runs the
-`islandora-job worker --pidfile PATH` command's code with the caller's environment and
-working directory, its own session and process group, its output in its log, and the same
-command line (rewritten in place once the request came, so the identity check and `ps` see
-a worker). Job modules are imported after the request, never by the launcher or a spare
-before it: each worker sees them as they are when it starts. A spare ends when the
-launcher ends.
+starts would take CPU from it), or at once when another request waits meanwhile. The
+worker is what a spawned one is: it runs the `islandora-job worker --pidfile PATH` command's
+code with the caller's environment and working directory, its own session and process
+group, its output in its log, and the same command line (rewritten in place once the
+request came, so the identity check and `ps` see a worker). Job modules are imported after
+the request, never by the launcher or a spare before it: each worker sees them as they are
+when it starts. A spare ends when the launcher ends.
 
 The launcher is private to its owner and runs nothing else: it listens on a Unix socket in
 a directory of its own (created 0700), serves only peers of its own user (SO_PEERCRED), and
@@ -559,47 +559,41 @@ def _keep_spares(listener: socket.socket, uid: int, owner: int) -> None:
     """Keep a spare forked until the owner's pipe closes (or spares keep dying).
 
     A spare says on its pipe when it took a request ("!"), and again when its worker is
-    registered (READY, then the pipe closes) or at its exit. The next spare is forked then, not
-    while that worker starts: a fork costs a millisecond of CPU, and the kernel runs the
+    registered (READY, then the pipe closes) or at its exit. The next spare is forked then,
+    not while that worker starts: a fork costs a millisecond of CPU, and the kernel runs the
     woken launcher on the starting worker's own CPU. It is forked at once when another
     request comes meanwhile (the socket is readable, no spare accepts it), and after
     _SUCCESSOR_WAIT seconds in any case.
     """
     # The spares watch this pipe, whose write end the launcher alone holds: at its end, they end.
     life, life_write = os.pipe()
-    first = _fork_spare(listener, uid, life, life_write, owner)
-    spare: int | None = first
-    # The pipe of the worker that took the last request, while its successor waits; then,
-    # until that worker has written READY and closed it (or exited), kept open and read: a
+    # The pipes of workers that took a request, read to their end and closed only then: a
     # worker whose job module restored SIGPIPE's default would die writing to a closed one.
-    starting: int | None = None
-    draining: set[int] = set()
+    taken: set[int] = set()
     deadline = 0.0
     # Spares that died in a row, without taking a request: something keeps them from
     # living, and each death makes a waiting caller lose its reply timeout.
     deaths = 0
     with selectors.DefaultSelector() as selector:
         selector.register(owner, selectors.EVENT_READ)
+        first = _fork_spare(listener, uid, life, life_write, owner)
         selector.register(first, selectors.EVENT_READ)
+        spare: int | None = first
         while deaths < _SPARE_DEATHS:
-            timeout = None if starting is None else max(0.0, deadline - time.monotonic())
+            timeout = None if spare is not None else max(0.0, deadline - time.monotonic())
             events = selector.select(timeout)
-            fork = not events  # the starting worker took too long
+            due = not events  # the worker that took the last request took too long
             for key, _ in events:
                 if key.fd == owner:
                     if not os.read(owner, 4096):
                         deaths = _SPARE_DEATHS  # the owner is gone (maybe killed)
-                        fork = False
+                        due = False
                         break
-                elif key.fd in draining:
-                    if not os.read(key.fd, 4096):
-                        selector.unregister(key.fd)
-                        os.close(key.fd)
-                        draining.discard(key.fd)
                 elif key.fd == spare:
-                    if os.read(spare, 1):  # taken: the successor waits
+                    if os.read(spare, 1):  # taken: the successor waits for its word
                         deaths = 0
-                        starting, spare = spare, None
+                        taken.add(spare)
+                        spare = None
                         deadline = time.monotonic() + _SUCCESSOR_WAIT
                         selector.register(listener, selectors.EVENT_READ)
                         continue
@@ -611,14 +605,18 @@ def _keep_spares(listener: socket.socket, uid: int, owner: int) -> None:
                     selector.unregister(spare)
                     os.close(spare)
                     spare = None
-                    fork = True
-                else:  # the starting worker is registered or gone, or a request waits
-                    fork = True
-            if fork and spare is None:
-                if starting is not None:
+                    due = True
+                elif key.fd in taken:  # a worker is registered, or gone
+                    if not os.read(key.fd, 4096):
+                        selector.unregister(key.fd)
+                        os.close(key.fd)
+                        taken.discard(key.fd)
+                    due = True
+                else:  # the socket: a request waits, and no spare takes it
+                    due = True
+            if due and spare is None:
+                if listener.fileno() in selector.get_map():
                     selector.unregister(listener)
-                    draining.add(starting)  # read to its end above, then closed
-                    starting = None
                 spare = _fork_spare(listener, uid, life, life_write, owner)
                 selector.register(spare, selectors.EVENT_READ)
 
